@@ -1,0 +1,227 @@
+"""Strict, data-only configuration.
+
+A config file is YAML (parsed with ``yaml.safe_load``: data, never code). Every section maps
+onto a dataclass below; an unknown key anywhere is an error that names the full key path, and
+a value of the wrong type is an error too. The resolved config (defaults filled in) is written
+beside every checkpoint with :func:`save_config`.
+
+Sections are owned by the parts of the system that read them: ``model`` by
+``abtrack_ros.model``, ``train`` by ``abtrack_ros.training``, ``tracker`` by
+``abtrack_ros.tracking``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or mapping that does not fit the schema."""
+
+
+BACKBONES = (
+    "vit_tiny_patch16_224",
+    "deit_tiny_patch16_224",
+    "deit_small_patch16_224",
+    "deit_base_patch16_224",
+)
+
+
+@dataclass
+class ModelConfig:
+    """The network: one-stream ViT backbone with BDMs and VTP masks, and the center head."""
+
+    backbone: str = "deit_tiny_patch16_224"
+    # Local file with pretrained backbone weights (timm state dict or {"model": ...}); None = random init.
+    pretrained: Optional[str] = None
+    # A-ViT-T weights use the DeiT-Tiny architecture; this label only documents their origin.
+    weights_name: Optional[str] = None
+    template_size: int = 128
+    search_size: int = 256
+    patch_size: int = 16
+    # First n_enf blocks always run and have no BDM.
+    n_enf: int = 3
+    bdm: bool = False
+    bypass_threshold: float = 0.5
+    # Training-time gate: "straight_through" (hard forward, soft-gate gradient).
+    gate: str = "straight_through"
+    # Relaxed VTP masks present (stage 1 of the pipeline).
+    vtp_masks: bool = False
+    # Pruning ratio mu: the fraction of attention-inner / MLP-hidden dims removed per block.
+    prune_ratio: float = 0.3
+    head_channels: int = 256
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class DatasetSpec:
+    """One training source, ``FORMAT:PATH`` plus its sampling weight."""
+
+    spec: str = ""
+    weight: float = 1.0
+    split: Optional[str] = None
+
+
+@dataclass
+class StageConfig:
+    """One stage of the three-stage pipeline."""
+
+    epochs: int = 1
+    pairs_per_epoch: int = 1000
+    lr_backbone: float = 4e-5
+    lr_head: float = 4e-4
+    lr_drop_epoch: Optional[int] = None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, data sampling and losses (section 3.4 and 4.1 of the paper)."""
+
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    val_datasets: list[DatasetSpec] = field(default_factory=list)
+    batch_size: int = 32
+    num_workers: int = 4
+    seed: int = 42
+    weight_decay: float = 1e-4
+    grad_clip: float = 0.1
+    amp: bool = True
+    max_frame_gap: int = 200
+    search_jitter_scale: float = 0.25
+    search_jitter_center: float = 3.0
+    grayscale_prob: float = 0.05
+    flip_prob: float = 0.5
+    brightness_jitter: float = 0.2
+    # Loss weights (eq. 8) and sparsity settings (eq. 2 with the sign of method-notes.md).
+    focal_weight: float = 1.0
+    giou_weight: float = 2.0
+    l1_weight: float = 5.0
+    sparsity_weight: float = 5.0
+    tau0: float = 0.4
+    sparsity_slope: float = 0.1
+    adaptive_tau: bool = True
+    vtp_l1_weight: float = 1e-4
+    stage1_vtp: StageConfig = field(default_factory=StageConfig)
+    stage3_bdm: StageConfig = field(default_factory=StageConfig)
+    log_every: int = 10
+
+
+@dataclass
+class TrackerConfig:
+    """Inference-time tracking (crops, Hann window, lost-target threshold)."""
+
+    template_factor: float = 2.0
+    search_factor: float = 4.0
+    hann_window: bool = True
+    lost_score: float = 0.25
+
+
+@dataclass
+class ABTrackConfig:
+    """A whole config file: every section optional, defaults filled in."""
+
+    name: str = "abtrack"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported schema type {tp!r}")
+
+
+def from_dict(cls: type, data: dict, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(
+            f"unknown config key '{where}{unknown[0]}' (allowed here: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else key
+        kwargs[key] = _convert(value, hints[key], key_path)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain-data copy of a config dataclass (for YAML and for checkpoints)."""
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path: Union[str, Path]) -> ABTrackConfig:
+    """Load a strict YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        return from_dict(ABTrackConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_dict(data: dict) -> ABTrackConfig:
+    """Strictly rebuild a full config from plain data (e.g. the copy stored in a checkpoint)."""
+    return from_dict(ABTrackConfig, data)
+
+
+def save_config(cfg: ABTrackConfig, path: Union[str, Path]) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

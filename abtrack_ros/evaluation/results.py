@@ -1,0 +1,84 @@
+"""Reading and writing tracking results in each benchmark's file layout.
+
+Per tracker folder:
+- GOT-10k and synthetic: ``<seq>/<seq>_001.txt`` (one ``x,y,w,h`` line per frame) and
+  ``<seq>/<seq>_time.txt`` (seconds per frame), as the GOT-10k toolkit expects.
+- LaSOT, TrackingNet, UAV123, OTB: ``<seq>.txt`` with one ``x,y,w,h`` line per frame, and
+  ``<seq>_time.txt`` beside it (extra, so that an existing folder can be re-scored with its FPS).
+- ABTrack also writes ``<seq>_blocks.txt`` next to the times: one line of 0/1 per frame, one
+  digit per transformer block (1 = executed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+GOT10K_LAYOUT_FORMATS = ("got10k", "synthetic")
+
+
+class ResultsError(ValueError):
+    """A results folder that does not match the dataset."""
+
+
+@dataclass
+class SequenceResult:
+    """What one tracker produced on one sequence."""
+
+    name: str
+    boxes: np.ndarray  # N x 4 xywh (NaN where the tracker gave nothing)
+    times: np.ndarray  # N seconds per frame (the init frame included)
+    executed: Optional[np.ndarray] = None  # N x num_blocks bool (ABTrack only); init frame row all False
+
+
+class ResultsLayout:
+    """File paths of one tracker's results for one dataset format."""
+
+    def __init__(self, root: Path, dataset_format: str) -> None:
+        self.root = Path(root)
+        self.got10k_style = dataset_format in GOT10K_LAYOUT_FORMATS
+
+    def boxes_path(self, seq: str) -> Path:
+        return self.root / seq / f"{seq}_001.txt" if self.got10k_style else self.root / f"{seq}.txt"
+
+    def _side_path(self, seq: str, suffix: str) -> Path:
+        folder = self.root / seq if self.got10k_style else self.root
+        return folder / f"{seq}_{suffix}.txt"
+
+    def times_path(self, seq: str) -> Path:
+        return self._side_path(seq, "time")
+
+    def blocks_path(self, seq: str) -> Path:
+        return self._side_path(seq, "blocks")
+
+    def write(self, result: SequenceResult) -> None:
+        path = self.boxes_path(result.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savetxt(path, result.boxes, fmt="%.4f", delimiter=",")
+        np.savetxt(self.times_path(result.name), result.times, fmt="%.8f")
+        if result.executed is not None:
+            rows = ["".join("1" if v else "0" for v in row) for row in result.executed]
+            self.blocks_path(result.name).write_text("\n".join(rows) + "\n")
+
+    def read(self, seq: str, num_frames: int) -> SequenceResult:
+        path = self.boxes_path(seq)
+        if not path.is_file():
+            raise ResultsError(f"no results for sequence {seq!r}: {path} is missing")
+        text = path.read_text().replace("\t", ",").replace(" ", ",")
+        try:
+            boxes = np.array(
+                [[float(v) for v in line.split(",") if v] for line in text.splitlines() if line.strip()], np.float64
+            ).reshape(-1, 4)
+        except ValueError as exc:
+            raise ResultsError(f"{path}: not x,y,w,h rows of numbers ({exc})") from exc
+        if len(boxes) != num_frames:
+            raise ResultsError(f"{path}: {len(boxes)} boxes for a sequence of {num_frames} frames")
+        times_path = self.times_path(seq)
+        times = np.loadtxt(times_path, ndmin=1) if times_path.is_file() else np.full(num_frames, np.nan)
+        executed = None
+        if self.blocks_path(seq).is_file():
+            lines = [ln.strip() for ln in self.blocks_path(seq).read_text().splitlines() if ln.strip()]
+            executed = np.array([[c == "1" for c in ln] for ln in lines], dtype=bool)
+        return SequenceResult(name=seq, boxes=boxes, times=times, executed=executed)

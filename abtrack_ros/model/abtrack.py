@@ -1,0 +1,130 @@
+"""The ABTrack network: one-stream ViT backbone with BDMs and VTP masks, and the center head."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .backbone import OneStreamViT
+from .head import CenterPredictor, decode_boxes
+from .pretrained import WeightLoadReport, create_timm_vit, load_pretrained
+from .pruning import PruningPlan
+
+LOG = logging.getLogger(__name__)
+
+GATES = ("straight_through",)
+
+
+@dataclass
+class ModelOutput:
+    """Head maps, the decoded box and the per-block BDM record of one forward pass."""
+
+    score_map: torch.Tensor  # B x 1 x H x W in [0, 1]
+    offset_map: torch.Tensor  # B x 2 x H x W (x, y) in feature cells
+    size_map: torch.Tensor  # B x 2 x H x W (w, h) normalised to the search crop
+    boxes: torch.Tensor  # B x 4 (cx, cy, w, h) normalised to the search crop
+    scores: torch.Tensor  # B, the score at the chosen cell
+    bypass_probs: torch.Tensor  # B x N
+    executed: torch.Tensor  # B x N bool
+
+
+class ABTrackModel(nn.Module):
+    """Backbone + center head; the switches of the paper's ablations are attributes."""
+
+    def __init__(self, timm_vit: nn.Module, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = dataclasses.replace(cfg)
+        self.backbone = OneStreamViT(timm_vit, cfg.template_size, cfg.search_size, cfg.n_enf,
+                                     cfg.drop_path_rate)
+        self.head = CenterPredictor(timm_vit.embed_dim, cfg.head_channels)
+        self.bdm_enabled = cfg.bdm
+        self.bypass_threshold = cfg.bypass_threshold
+        self.pruning_plan: Optional[PruningPlan] = None
+        self.pretrained_report: Optional[WeightLoadReport] = None
+
+    @property
+    def num_blocks(self) -> int:
+        return self.backbone.num_blocks
+
+    @property
+    def n_enf(self) -> int:
+        return self.backbone.n_enf
+
+    @property
+    def bdm_enabled(self) -> bool:
+        return self.backbone.bdm_enabled
+
+    @bdm_enabled.setter
+    def bdm_enabled(self, value: bool) -> None:
+        self.backbone.bdm_enabled = bool(value)
+
+    @property
+    def bypass_threshold(self) -> float:
+        return self.backbone.bypass_threshold
+
+    @bypass_threshold.setter
+    def bypass_threshold(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"bypass_threshold must be in [0, 1], got {value}")
+        self.backbone.bypass_threshold = float(value)
+
+    @property
+    def forced_pattern(self) -> Optional[list[bool]]:
+        return self.backbone.forced_pattern
+
+    def set_forced_pattern(self, pattern: Optional[list[bool]]) -> None:
+        """Force which blocks run (True = run), overriding the BDMs; None restores them."""
+        self.backbone.set_forced_pattern(pattern)
+
+    @property
+    def has_vtp_masks(self) -> bool:
+        return any(block.has_masks() for block in self.backbone.blocks)
+
+    def add_vtp_masks(self) -> None:
+        """Add relaxed D1/D2 masks (all 1.0: the function is unchanged) to every block."""
+        if self.pruning_plan is not None:
+            raise ValueError("VTP masks cannot be added to an already pruned model")
+        for block in self.backbone.blocks:
+            block.add_masks()
+
+    def l1_masks(self) -> torch.Tensor:
+        """sum over blocks of |D1|_1 + |D2|_1 (0 without masks); the trainer multiplies by alpha."""
+        return torch.stack([block.mask_l1() for block in self.backbone.blocks]).sum()
+
+    def embed_template(self, template: torch.Tensor) -> torch.Tensor:
+        """Patch + positional embedding of the template: the only part of it that can be cached,
+        because in a one-stream ViT the template tokens attend to the search tokens in every block."""
+        return self.backbone.embed_template(template)
+
+    def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
+        features = self.backbone(template_tokens, search)
+        score_map, offset_map, size_map = self.head(features.search_map)
+        boxes, scores = decode_boxes(score_map, offset_map, size_map)
+        return ModelOutput(score_map, offset_map, size_map, boxes, scores,
+                           features.bypass_probs, features.executed)
+
+    def forward(self, template: torch.Tensor, search: torch.Tensor) -> ModelOutput:
+        return self.forward_embedded(self.embed_template(template), search)
+
+
+def build_model(cfg: ModelConfig) -> ABTrackModel:
+    """Build the tracker from its config; pretrained weights come from the local ``cfg.pretrained``."""
+    if cfg.gate not in GATES:
+        raise ValueError(f"unknown gate '{cfg.gate}' (choose one of: {', '.join(GATES)})")
+    if not 0.0 <= cfg.prune_ratio < 1.0:
+        raise ValueError(f"prune_ratio must be in [0, 1), got {cfg.prune_ratio}")
+    vit = create_timm_vit(cfg.backbone)
+    patch = vit.patch_embed.patch_size[0]
+    if cfg.patch_size != patch:
+        raise ValueError(f"patch_size {cfg.patch_size} does not match {cfg.backbone} (patch {patch})")
+    report = load_pretrained(vit, cfg.pretrained) if cfg.pretrained else None
+    model = ABTrackModel(vit, cfg)
+    model.pretrained_report = report
+    if cfg.vtp_masks:
+        model.add_vtp_masks()
+    return model

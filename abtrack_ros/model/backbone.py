@@ -1,0 +1,174 @@
+"""One-stream ViT backbone with bypass decision modules (BDM).
+
+Template and search patches share one patch embedding and get separate positional embeddings;
+they (and, with BDM on, one bypass token) run through the blocks together. Block ``i``
+(1-based) with ``i > n_enf`` has a BDM: ``p_i = sigmoid(linear_i(bypass token entering i))``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .blocks import PrunableBlock
+from .pretrained import interpolate_pos_embed
+
+# Initial BDM bias: sigmoid(-3) ~ 0.05, so a freshly added BDM runs every block and the
+# fine-tuning starts from the behaviour of the model without BDMs.
+BDM_INIT_BIAS = -3.0
+
+
+# Whether a block ran: one bool for the whole batch, or a B bool tensor when decided per sample.
+Ran = Union[bool, torch.Tensor]
+
+
+@dataclass
+class BackboneOutput:
+    """Search features plus what the BDMs decided."""
+
+    search_map: torch.Tensor  # B x D x Hs x Ws (after the final LayerNorm)
+    bypass_probs: torch.Tensor  # B x N, 0 where there is no BDM or BDM is off
+    executed: torch.Tensor  # B x N bool
+
+
+class BypassDecision(nn.Module):
+    """p = sigmoid(linear(bypass token)): the probability of bypassing one block."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.constant_(self.linear.bias, BDM_INIT_BIAS)
+
+    def forward(self, bypass_token: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(bypass_token)).squeeze(-1)
+
+
+class OneStreamViT(nn.Module):
+    """Patch embedding, positional embeddings, prunable blocks, BDMs and the final norm."""
+
+    def __init__(self, timm_vit: nn.Module, template_size: int, search_size: int,
+                 n_enf: int, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        patch = timm_vit.patch_embed.patch_size[0]
+        for name, size in (("template_size", template_size), ("search_size", search_size)):
+            if size <= 0 or size % patch:
+                raise ValueError(f"{name} {size} is not a positive multiple of the patch size {patch}")
+        num_blocks = len(timm_vit.blocks)
+        if not 0 <= n_enf <= num_blocks:
+            raise ValueError(f"n_enf {n_enf} is outside 0..{num_blocks} (the number of blocks)")
+        dim = timm_vit.embed_dim
+        self.patch_size = patch
+        self.template_side = template_size // patch
+        self.search_side = search_size // patch
+        self.n_enf = n_enf
+
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.patch_embed.load_state_dict(timm_vit.patch_embed.proj.state_dict())
+        grid = timm_vit.pos_embed.detach()[:, timm_vit.num_prefix_tokens:]  # the cls slot is dropped
+        self.pos_template = nn.Parameter(interpolate_pos_embed(grid, self.template_side))
+        self.pos_search = nn.Parameter(interpolate_pos_embed(grid, self.search_side))
+
+        rates = torch.linspace(0, drop_path_rate, num_blocks).tolist()
+        self.blocks = nn.ModuleList(PrunableBlock.from_timm(b, r) for b, r in zip(timm_vit.blocks, rates))
+        self.norm = nn.LayerNorm(dim, eps=timm_vit.norm.eps)
+        self.norm.load_state_dict(timm_vit.norm.state_dict())
+
+        # The bypass token starts as the pretrained cls token at its position: a summary token
+        # the pretrained blocks already know how to update.
+        self.bypass_token = nn.Parameter(
+            (timm_vit.cls_token.detach() + timm_vit.pos_embed.detach()[:, :1]).clone())
+        self.decisions = nn.ModuleList(BypassDecision(dim) for _ in range(num_blocks - n_enf))
+
+        self.bdm_enabled = False
+        self.bypass_threshold = 0.5
+        self.forced_pattern: Optional[list[bool]] = None
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def set_forced_pattern(self, pattern: Optional[list[bool]]) -> None:
+        if pattern is not None:
+            if len(pattern) != self.num_blocks or not all(isinstance(v, bool) for v in pattern):
+                raise ValueError(f"forced pattern must be {self.num_blocks} booleans, got {pattern!r}")
+            pattern = list(pattern)
+        self.forced_pattern = pattern
+
+    def embed(self, image: torch.Tensor, side: int, pos: torch.Tensor) -> torch.Tensor:
+        size = side * self.patch_size
+        if image.dim() != 4 or image.shape[1] != 3 or image.shape[2:] != (size, size):
+            raise ValueError(f"expected an image batch B x 3 x {size} x {size}, got {tuple(image.shape)}")
+        return self.patch_embed(image).flatten(2).transpose(1, 2) + pos
+
+    def embed_template(self, template: torch.Tensor) -> torch.Tensor:
+        return self.embed(template, self.template_side, self.pos_template)
+
+    def embed_search(self, search: torch.Tensor) -> torch.Tensor:
+        return self.embed(search, self.search_side, self.pos_search)
+
+    def forward(self, template_tokens: torch.Tensor, search: torch.Tensor) -> BackboneOutput:
+        expected = (self.template_side ** 2, self.pos_template.shape[-1])
+        if template_tokens.dim() != 3 or tuple(template_tokens.shape[1:]) != expected:
+            raise ValueError(f"template tokens must be B x {expected[0]} x {expected[1]}, "
+                             f"got {tuple(template_tokens.shape)}")
+        search_tokens = self.embed_search(search)
+        batch = search_tokens.shape[0]
+        if template_tokens.shape[0] != batch:
+            raise ValueError(f"template batch {template_tokens.shape[0]} != search batch {batch}")
+        parts = [template_tokens, search_tokens]
+        if self.bdm_enabled:
+            parts.append(self.bypass_token.expand(batch, -1, -1))
+        x = torch.cat(parts, dim=1)
+
+        probs = x.new_zeros(batch, self.num_blocks)
+        executed = torch.ones(batch, self.num_blocks, dtype=torch.bool, device=x.device)
+        for index, block in enumerate(self.blocks):
+            if self.bdm_enabled and index >= self.n_enf:
+                p = self.decisions[index - self.n_enf](x[:, -1])
+                probs[:, index] = p
+            else:
+                p = None
+            if self.forced_pattern is not None:
+                x, ran = self._run_forced(block, x, self.forced_pattern[index])
+            elif p is None:
+                x, ran = block(x), True
+            elif self.training:
+                x, ran = self._run_straight_through(block, x, p)
+            else:
+                x, ran = self._run_gated(block, x, p)
+            if ran is not True:  # a bool False or a per-sample mask
+                executed[:, index] = ran
+
+        search_out = self.norm(x[:, template_tokens.shape[1]:template_tokens.shape[1] + search_tokens.shape[1]])
+        search_map = search_out.transpose(1, 2).reshape(batch, -1, self.search_side, self.search_side)
+        return BackboneOutput(search_map, probs, executed)
+
+    @staticmethod
+    def _run_forced(block: nn.Module, x: torch.Tensor, run: bool) -> tuple[torch.Tensor, Ran]:
+        return (block(x), True) if run else (x, False)
+
+    def _run_straight_through(self, block: nn.Module, x: torch.Tensor,
+                              p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: hard skip in the forward pass, gradient of the soft gate (1 - p) backward."""
+        hard = (p <= self.bypass_threshold).to(x.dtype)
+        soft = 1.0 - p
+        gate = (hard + soft - soft.detach()).view(-1, 1, 1)
+        return x + gate * (block(x) - x), hard.bool()
+
+    def _run_gated(self, block: nn.Module, x: torch.Tensor,
+                   p: torch.Tensor) -> tuple[torch.Tensor, Ran]:
+        """Inference: a bypassed block is not computed; batches compute only the running samples."""
+        if x.shape[0] == 1:
+            if float(p[0]) > self.bypass_threshold:
+                return x, False
+            return block(x), True
+        run = p <= self.bypass_threshold
+        if bool(run.all()):
+            return block(x), True
+        if not bool(run.any()):
+            return x, run
+        index = run.nonzero().squeeze(1)
+        return x.index_copy(0, index, block(x.index_select(0, index))), run

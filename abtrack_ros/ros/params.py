@@ -1,0 +1,129 @@
+"""The tracker node's ROS parameters: one table of specs, declared once, validated by pure code.
+
+`PARAMETERS` is the single source of names, defaults, descriptions, ranges and whether a change
+needs a restart (read_only). config/tracker.yaml and docs/ros.md list the same parameters; a
+test checks the YAML against this table.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Optional, Union
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+QOS_RELIABILITIES = ("best_effort", "reliable")
+
+Value = Union[bool, int, float, str]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: default (its type is the parameter's type), description, limits."""
+
+    name: str
+    default: Value
+    description: str
+    read_only: bool = True
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    choices: Optional[tuple[str, ...]] = None
+    pattern: Optional[re.Pattern[str]] = None
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("checkpoint", "", "Model checkpoint file (.pt); empty = the package's default model."),
+    ParamSpec("device", "auto", "Torch device: auto (cuda if available), cpu, cuda or cuda:N.",
+              pattern=DEVICE_PATTERN),
+    ParamSpec("half", False, "Run the model in float16 (CUDA only)."),
+    ParamSpec("bypass_enabled", True, "Let the bypass decision modules skip blocks.",
+              read_only=False),
+    ParamSpec("bypass_threshold", 0.5, "A block is skipped when its bypass probability exceeds this.",
+              read_only=False, minimum=0.0, maximum=1.0),
+    ParamSpec("lost_score", 0.25, "Score below which the target is reported LOST.",
+              read_only=False, minimum=0.0, maximum=1.0),
+    ParamSpec("use_compressed", False, "Subscribe to image/compressed (CompressedImage) instead of image."),
+    ParamSpec("qos_reliability", "best_effort",
+              "Image subscription reliability: best_effort (sensor data) or reliable.",
+              choices=QOS_RELIABILITIES),
+    ParamSpec("qos_depth", 1, "Image subscription queue depth (keep-last).", minimum=1, maximum=100),
+    ParamSpec("frame_buffer_length", 30,
+              "Recent frames kept so init_target can name an older image by its stamp.",
+              minimum=1, maximum=1000),
+    ParamSpec("debug_image", False,
+              "Publish debug_image (box, score, executed blocks) when someone subscribes.",
+              read_only=False),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
+              minimum=0.1, maximum=60.0),
+    ParamSpec("threads", 0, "Torch CPU threads; 0 = torch's default.", minimum=0, maximum=256),
+)
+SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass
+class NodeParams:
+    """Typed current values of all parameters (field names = parameter names)."""
+
+    checkpoint: str
+    device: str
+    half: bool
+    bypass_enabled: bool
+    bypass_threshold: float
+    lost_score: float
+    use_compressed: bool
+    qos_reliability: str
+    qos_depth: int
+    frame_buffer_length: int
+    debug_image: bool
+    diagnostics_period: float
+    threads: int
+
+    @classmethod
+    def from_values(cls, values: dict[str, Value]) -> "NodeParams":
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+def _type_name(value: Value) -> str:
+    return {bool: "bool", int: "integer", float: "double", str: "string"}[type(value)]
+
+
+def validate(name: str, value: Any) -> Optional[str]:
+    """Why `value` is not acceptable for parameter `name`, or None when it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None  # not ours (e.g. qos_overrides.*, use_sim_time): rclpy validates those
+    expected = type(spec.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        return f"{name} must be a {_type_name(spec.default)}, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} must be finite, got {value}"
+    if spec.minimum is not None and value < spec.minimum:
+        return f"{name} must be >= {spec.minimum}, got {value}"
+    if spec.maximum is not None and value > spec.maximum:
+        return f"{name} must be <= {spec.maximum}, got {value}"
+    if spec.choices is not None and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}; got '{value}'"
+    if spec.pattern is not None and not spec.pattern.match(value):
+        return f"{name} '{value}' is not valid (expected auto, cpu, cuda or cuda:N)"
+    return None
+
+
+def ros_descriptor(spec: ParamSpec) -> Any:
+    """rcl_interfaces ParameterDescriptor for a spec (ranges only for numbers)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    desc = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.minimum is not None and spec.maximum is not None:
+        if isinstance(spec.default, float):
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum))
+            ]
+        else:
+            desc.integer_range = [
+                IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)
+            ]
+    return desc

@@ -1,0 +1,212 @@
+"""The single-object tracker around an ABTrack model: crops, model call, Hann window, map-back."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from abtrack_ros.config import ABTrackConfig, ModelConfig, TrackerConfig, from_dict, load_config, to_dict
+from abtrack_ros.tracking import geometry as geo
+
+LOG = logging.getLogger(__name__)
+
+STATE_TRACKING = "TRACKING"
+STATE_LOST = "LOST"
+# Config whose model section is used when no checkpoint ships (repository checkout layout).
+DEFAULT_MODEL_CONFIG = Path(__file__).resolve().parents[2] / "config" / "models" / "abtrack_deit_tiny.yaml"
+RANDOM_WEIGHTS_WARNING = "UNTRAINED: randomly initialised weights (no checkpoint found); boxes are meaningless"
+
+
+class TrackerNotInitializedError(RuntimeError):
+    """track() was called before initialize()."""
+
+
+@dataclass
+class TrackResult:
+    """The outcome of one tracking step."""
+
+    box: np.ndarray  # [x, y, w, h] in image pixels, clipped to the image
+    score: float  # raw (un-windowed) score at the chosen location
+    state: str  # STATE_TRACKING or STATE_LOST
+    executed: list[bool]  # per block: did it run
+    bypass_probs: list[float]  # per block: p_i (0 for enforced blocks and without BDM)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, model, postprocess
+
+    @property
+    def blocks_executed(self) -> int:
+        return int(sum(self.executed))
+
+
+class PatchNormaliser:
+    """uint8 RGB patch -> ImageNet-normalised ``1 x 3 x H x W`` tensor on the tracker's device/dtype."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.mean = torch.as_tensor(geo.IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        self.std = torch.as_tensor(geo.IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, patch: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(patch)).to(self.device).permute(2, 0, 1).unsqueeze(0)
+        return ((tensor.float() / 255.0 - self.mean) / self.std).to(self.dtype)
+
+
+class Tracker:
+    """Tracks one target: ``initialize(frame, box)`` then ``track(frame)`` per frame.
+
+    The template patch embedding is computed once per target and cached. Nothing more can be
+    cached: in the one-stream ViT the template tokens attend to the search tokens in every block.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, cfg: TrackerConfig, device: Union[str, torch.device] = "cpu", half: bool = False
+    ) -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available")
+        if half and self.device.type != "cuda":
+            raise ValueError("half precision (fp16) is only supported on a CUDA device; use half=False on CPU")
+        self.cfg = cfg
+        self.half = half
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+        self.template_size = int(getattr(model, "template_size", 128))
+        self.search_size = int(getattr(model, "search_size", 256))
+        self.normalise = PatchNormaliser(self.device, self.dtype)
+        self.weights_description = "given model"
+        self._hann: Optional[torch.Tensor] = None
+        self._template_tokens: Optional[torch.Tensor] = None
+        self._box: Optional[np.ndarray] = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: Union[str, Path, None] = None,
+        device: Union[str, torch.device] = "cpu",
+        half: bool = False,
+        cfg_overrides: Optional[dict] = None,
+    ) -> "Tracker":
+        """Tracker from a checkpoint file; ``None`` = the package's default model.
+
+        ``cfg_overrides`` are ``tracker`` section keys (checked strictly, like the config file).
+        When no default checkpoint ships, the default model config is built with random weights
+        and ``weights_description`` says so (and a warning is logged).
+        """
+        from abtrack_ros import model as model_api
+
+        if path is None:
+            path = model_api.default_checkpoint_path()
+        if path is not None:
+            model, cfg, _extra = model_api.load_checkpoint(path, map_location="cpu")
+            description = f"checkpoint {path}"
+        else:
+            cfg = default_untrained_config()
+            model = model_api.build_model(cfg.model)
+            description = RANDOM_WEIGHTS_WARNING
+            LOG.warning(description)
+        tracker_cfg = from_dict(TrackerConfig, {**to_dict(cfg.tracker), **(cfg_overrides or {})}, "tracker")
+        tracker = cls(model, tracker_cfg, device=device, half=half)
+        tracker.weights_description = description
+        return tracker
+
+    # ----------------------------------------------------------------- state
+    @property
+    def initialized(self) -> bool:
+        return self._box is not None
+
+    @property
+    def box(self) -> Optional[np.ndarray]:
+        """The current target box (image pixels), or None before initialize()."""
+        return None if self._box is None else self._box.copy()
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.model.num_blocks)
+
+    @torch.inference_mode()
+    def initialize(self, frame: np.ndarray, box_xywh: object) -> None:
+        """Start tracking the target in ``box_xywh`` of ``frame``; raises ValueError on bad input."""
+        frame = geo.validate_frame(frame)
+        box = geo.validate_box(box_xywh, frame.shape[1], frame.shape[0])
+        window = geo.crop_window(
+            geo.box_center(box), geo.crop_side(box, self.cfg.template_factor), self.template_size
+        )
+        template = self.normalise(geo.crop_patch(frame, window))
+        self._template_tokens = self.model.embed_template(template)
+        self._box = box
+
+    @torch.inference_mode()
+    def track(self, frame: np.ndarray) -> TrackResult:
+        """Locate the target in the next frame."""
+        if self._box is None:
+            raise TrackerNotInitializedError("call initialize(frame, box) before track(frame)")
+        frame = geo.validate_frame(frame)
+        height, width = frame.shape[:2]
+
+        start = time.perf_counter()
+        window = geo.crop_window(
+            geo.box_center(self._box), geo.crop_side(self._box, self.cfg.search_factor), self.search_size
+        )
+        search = self.normalise(geo.crop_patch(frame, window))
+        self._synchronise()
+        after_preprocess = time.perf_counter()
+
+        out = self.model.forward_embedded(self._template_tokens, search)
+        self._synchronise()
+        after_model = time.perf_counter()
+
+        box, score = self._decode(out, window, width, height)
+        self._box = box
+        result = TrackResult(
+            box=box.copy(),
+            score=score,
+            state=STATE_LOST if score < self.cfg.lost_score else STATE_TRACKING,
+            executed=[bool(v) for v in out.executed[0].tolist()],
+            bypass_probs=[float(v) for v in out.bypass_probs[0].float().tolist()],
+        )
+        end = time.perf_counter()
+        result.timings_ms = {
+            "preprocess": 1000.0 * (after_preprocess - start),
+            "model": 1000.0 * (after_model - after_preprocess),
+            "postprocess": 1000.0 * (end - after_model),
+        }
+        return result
+
+    # ----------------------------------------------------------------- helpers
+    def _decode(self, out, window: geo.CropWindow, width: int, height: int) -> tuple[np.ndarray, float]:
+        """Box and raw score at the (Hann-windowed) score maximum, in image pixels."""
+        from abtrack_ros.model import decode_boxes
+
+        score_map = out.score_map.float()
+        ranked_map = score_map
+        if self.cfg.hann_window:
+            ranked_map = score_map * self._hann_window(score_map.shape[-1])
+        boxes, _ = decode_boxes(ranked_map, out.offset_map.float(), out.size_map.float())
+        best = int(torch.argmax(ranked_map[0].flatten()))
+        raw_score = float(score_map[0].flatten()[best])
+        box = geo.clip_box(geo.box_from_crop(boxes[0].cpu().numpy(), window), width, height)
+        return box, raw_score
+
+    def _hann_window(self, size: int) -> torch.Tensor:
+        if self._hann is None or self._hann.shape[-1] != size:
+            self._hann = torch.from_numpy(geo.hann_window_2d(size)).to(self.device).view(1, 1, size, size)
+        return self._hann
+
+    def _synchronise(self) -> None:
+        # CUDA runs asynchronously; stage timings need the work finished.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def default_untrained_config() -> ABTrackConfig:
+    """The default model (config/models/abtrack_deit_tiny.yaml when present) with BDM on."""
+    cfg = load_config(DEFAULT_MODEL_CONFIG) if DEFAULT_MODEL_CONFIG.is_file() else ABTrackConfig(model=ModelConfig())
+    cfg.model.bdm = True
+    cfg.model.pretrained = None  # random weights: a local pretrained file is not assumed to exist
+    return cfg

@@ -1,0 +1,1 @@
+"""abtrack_ros.training"""

@@ -1,0 +1,157 @@
+"""Losses of the training pipeline against hand-computed values."""
+import math
+
+import pytest
+import torch
+
+from abtrack_ros.training.losses import (
+    LossWeights,
+    TrackingCriterion,
+    focal_loss,
+    gaussian_heatmap,
+    gaussian_radius,
+    giou_and_iou,
+    l1_box_loss,
+    sparsity_loss,
+    sparsity_target,
+    vtp_l1_loss,
+)
+
+
+def _iou_xyxy(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def test_gaussian_radius_square_box_is_the_shrunk_case():
+    # w = h = 2, overlap 0.5: shrink inward by r -> (2 - 2r)^2 / 4 = 0.5 -> r = 1 - 1/sqrt(2);
+    # growing gives sqrt(2) - 1 and shifting gives (4 - sqrt(32/3)) / 2, both larger.
+    r = gaussian_radius(2.0, 2.0, min_overlap=0.5)
+    assert r == pytest.approx(1.0 - 1.0 / math.sqrt(2.0))
+    assert (4.0 - math.sqrt(32.0 / 3.0)) / 2.0 > r and math.sqrt(2.0) - 1.0 > r
+
+
+@pytest.mark.parametrize("w,h", [(4.0, 4.0), (3.0, 7.0), (1.5, 10.0)])
+def test_gaussian_radius_keeps_every_corner_case_at_or_above_the_overlap(w, h):
+    r = gaussian_radius(w, h, 0.7)
+    box = (0.0, 0.0, w, h)
+    shifted = (r, r, w + r, h + r)
+    shrunk = (r, r, w - r, h - r)
+    grown = (-r, -r, w + r, h + r)
+    ious = [_iou_xyxy(box, b) for b in (shifted, shrunk, grown)]
+    assert min(ious) == pytest.approx(0.7, abs=1e-9)  # the binding case sits exactly at 0.7
+    assert all(iou >= 0.7 - 1e-9 for iou in ious)
+
+
+def test_gaussian_heatmap_peak_and_shape():
+    # Box centre (0.53, 0.22) on a 16 map -> cell (row 3, col 8); radius for a 4x4-cell box.
+    heat = gaussian_heatmap(torch.tensor([[0.53, 0.22, 0.25, 0.25]]), 16)
+    assert heat.shape == (1, 1, 16, 16)
+    assert heat[0, 0, 3, 8] == 1.0 and int((heat == 1.0).sum()) == 1
+    sigma = (2.0 * gaussian_radius(4.0, 4.0) + 1.0) / 6.0
+    assert heat[0, 0, 3, 9].item() == pytest.approx(math.exp(-1.0 / (2 * sigma**2)), rel=1e-5)
+    assert heat[0, 0, 4, 9].item() == pytest.approx(math.exp(-2.0 / (2 * sigma**2)), rel=1e-5)
+
+
+def test_gaussian_heatmap_clamps_centres_on_the_border():
+    heat = gaussian_heatmap(torch.tensor([[1.0, 0.0, 0.2, 0.2]]), 16)
+    assert heat[0, 0, 0, 15] == 1.0
+
+
+def test_focal_loss_hand_values():
+    # 1 positive (p=0.8), one negative near it (target 0.5, p=0.4), one far negative (target 0, p=0.1).
+    pred = torch.tensor([[[[0.8, 0.4, 0.1]]]])
+    target = torch.tensor([[[[1.0, 0.5, 0.0]]]])
+    pos = math.log(0.8) * 0.2**2
+    near = math.log(0.6) * 0.4**2 * 0.5**4
+    far = math.log(0.9) * 0.1**2 * 1.0
+    expected = -(pos + near + far) / 1.0
+    assert focal_loss(pred, target).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_focal_loss_prefers_the_right_peak_and_rejects_bad_shapes():
+    target = gaussian_heatmap(torch.tensor([[0.5, 0.5, 0.25, 0.25]]), 16)
+    good = target.clamp(0.01, 0.99)
+    bad = torch.roll(good, shifts=5, dims=3)
+    assert focal_loss(good, target) < focal_loss(bad, target)
+    with pytest.raises(ValueError):
+        focal_loss(torch.zeros(1, 1, 8, 8), target)
+
+
+def test_giou_and_iou_hand_values():
+    # pred xyxy (0,0,2,2), target (1,1,3,3): inter 1, union 7, hull 9 -> iou 1/7, giou 1/7 - 2/9.
+    pred = torch.tensor([[1.0, 1.0, 2.0, 2.0]])
+    target = torch.tensor([[2.0, 2.0, 2.0, 2.0]])
+    giou, iou = giou_and_iou(pred, target)
+    assert iou.item() == pytest.approx(1 / 7, rel=1e-5)
+    assert giou.item() == pytest.approx(1 / 7 - 2 / 9, rel=1e-5)
+    # Identical boxes: giou = iou = 1; disjoint far apart: giou near -1.
+    same, _ = giou_and_iou(target, target)
+    assert same.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_l1_box_loss_is_the_mean_abs_error():
+    pred = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]])
+    target = torch.tensor([[0.6, 0.5, 0.2, 0.4], [0.1, 0.1, 0.1, 0.1]])
+    assert l1_box_loss(pred, target).item() == pytest.approx((0.1 + 0.2) / 8, rel=1e-5)
+
+
+def test_sparsity_target_sign_harder_sample_gets_lower_target():
+    giou_loss = torch.tensor([0.2, 0.6, 1.0])  # mean 0.6
+    tau = sparsity_target(giou_loss, tau0=0.4, slope=0.1)
+    assert tau.tolist() == pytest.approx([0.44, 0.40, 0.36])
+    assert sparsity_target(giou_loss, tau0=0.4, slope=0.1, adaptive=False).tolist() == pytest.approx([0.4] * 3)
+    clipped = sparsity_target(torch.tensor([0.0, 20.0]), tau0=0.4, slope=0.1)
+    assert clipped.tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_sparsity_target_is_detached():
+    loss = torch.tensor([0.3, 0.9], requires_grad=True)
+    assert not sparsity_target(loss, 0.4, 0.1).requires_grad
+
+
+def test_sparsity_loss_hand_values_and_gradient_sign():
+    # N = 5, n_enf = 2: optional blocks are columns 2..4.
+    probs = torch.tensor([[0.0, 0.0, 0.2, 0.4, 0.6], [0.0, 0.0, 0.9, 0.9, 0.9]], requires_grad=True)
+    tau = torch.tensor([0.5, 0.5])
+    loss = sparsity_loss(probs, n_enf=2, tau=tau)
+    assert loss.item() == pytest.approx((0.1 + 0.4) / 2, rel=1e-5)
+    loss.backward()
+    # Below target -> the gradient step raises p; above target -> lowers it; enforced blocks untouched.
+    assert torch.all(probs.grad[0, 2:] < 0) and torch.all(probs.grad[1, 2:] > 0)
+    assert torch.all(probs.grad[:, :2] == 0)
+    with pytest.raises(ValueError):
+        sparsity_loss(probs, n_enf=5, tau=tau)
+
+
+def test_vtp_l1_loss():
+    masks = [torch.tensor([1.0, -0.5]), torch.tensor([0.25, 0.25, 1.0])]
+    assert vtp_l1_loss(masks, 1e-4).item() == pytest.approx(1e-4 * 3.0)
+    with pytest.raises(ValueError):
+        vtp_l1_loss([], 1e-4)
+
+
+def test_criterion_combines_the_terms_with_their_weights():
+    torch.manual_seed(0)
+    target = torch.tensor([[0.5, 0.5, 0.25, 0.25], [0.3, 0.6, 0.2, 0.3]])
+    pred = torch.tensor([[0.55, 0.5, 0.2, 0.25], [0.3, 0.6, 0.3, 0.3]])
+    score = torch.rand(2, 1, 16, 16)
+    probs = torch.tensor([[0.0, 0.3, 0.7], [0.0, 0.5, 0.5]])
+    masks = [torch.ones(4)]
+    crit = TrackingCriterion(LossWeights(), map_size=16)
+    out = crit(score, pred, target, bypass_probs=probs, n_enf=1, vtp_masks=masks)
+    giou, iou = giou_and_iou(pred, target)
+    tau = sparsity_target(1 - giou, 0.4, 0.1)
+    expected = (
+        focal_loss(score, gaussian_heatmap(target, 16))
+        + 2 * (1 - giou).mean()
+        + 5 * l1_box_loss(pred, target)
+        + 5 * sparsity_loss(probs, 1, tau)
+        + 4e-4
+    )
+    assert out.total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert set(out.terms) == {"focal", "giou", "l1", "spar", "vtp_l1", "loss"}
+    assert out.iou.tolist() == pytest.approx(iou.tolist())
