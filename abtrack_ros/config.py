@@ -76,7 +76,11 @@ class StageConfig:
     pairs_per_epoch: int = 1000
     lr_backbone: float = 4e-5
     lr_head: float = 4e-4
+    # The BDMs, the bypass token and the VTP masks (the parameters a stage adds); None = lr_head.
+    lr_gates: Optional[float] = None
+    # Step decay: every learning rate is multiplied by lr_drop_factor from epoch lr_drop_epoch on.
     lr_drop_epoch: Optional[int] = None
+    lr_drop_factor: float = 0.1
 
 
 @dataclass
@@ -90,7 +94,10 @@ class TrainConfig:
     seed: int = 42
     weight_decay: float = 1e-4
     grad_clip: float = 0.1
+    # Mixed precision on GPU only: "bfloat16" (falls back to float16 where unsupported) or
+    # "float16" (with a gradient scaler).
     amp: bool = True
+    amp_dtype: str = "bfloat16"
     max_frame_gap: int = 200
     search_jitter_scale: float = 0.25
     search_jitter_center: float = 3.0
@@ -109,6 +116,8 @@ class TrainConfig:
     stage1_vtp: StageConfig = field(default_factory=StageConfig)
     stage3_bdm: StageConfig = field(default_factory=StageConfig)
     log_every: int = 10
+    # Validation at the end of each stage: this many pairs from val_datasets (none = skipped).
+    val_pairs: int = 256
 
 
 @dataclass

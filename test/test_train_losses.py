@@ -14,7 +14,6 @@ from abtrack_ros.training.losses import (
     l1_box_loss,
     sparsity_loss,
     sparsity_target,
-    vtp_l1_loss,
 )
 
 
@@ -127,22 +126,15 @@ def test_sparsity_loss_hand_values_and_gradient_sign():
         sparsity_loss(probs, n_enf=5, tau=tau)
 
 
-def test_vtp_l1_loss():
-    masks = [torch.tensor([1.0, -0.5]), torch.tensor([0.25, 0.25, 1.0])]
-    assert vtp_l1_loss(masks, 1e-4).item() == pytest.approx(1e-4 * 3.0)
-    with pytest.raises(ValueError):
-        vtp_l1_loss([], 1e-4)
-
-
 def test_criterion_combines_the_terms_with_their_weights():
     torch.manual_seed(0)
     target = torch.tensor([[0.5, 0.5, 0.25, 0.25], [0.3, 0.6, 0.2, 0.3]])
     pred = torch.tensor([[0.55, 0.5, 0.2, 0.25], [0.3, 0.6, 0.3, 0.3]])
     score = torch.rand(2, 1, 16, 16)
     probs = torch.tensor([[0.0, 0.3, 0.7], [0.0, 0.5, 0.5]])
-    masks = [torch.ones(4)]
+    mask_l1 = torch.tensor(4.0)  # e.g. four mask entries at 1.0
     crit = TrackingCriterion(LossWeights(), map_size=16)
-    out = crit(score, pred, target, bypass_probs=probs, n_enf=1, vtp_masks=masks)
+    out = crit(score, pred, target, bypass_probs=probs, n_enf=1, mask_l1=mask_l1)
     giou, iou = giou_and_iou(pred, target)
     tau = sparsity_target(1 - giou, 0.4, 0.1)
     expected = (

@@ -11,6 +11,7 @@ from .sequence import DatasetError
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Benchmarks separate box fields by commas, tabs or spaces (OTB mixes all three).
 _FIELD_SEPARATOR = re.compile(r"[,\s]+")
+_EDGE_CHARACTERS = " ,\t\r"
 _DIGITS = re.compile(r"\d+")
 
 
@@ -22,7 +23,7 @@ def read_boxes(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read annotation file {path}: {exc}") from exc
     rows = []
     for line_no, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
+        line = line.strip(_EDGE_CHARACTERS)  # some OTB files end rows with a separator
         if not line:
             continue
         fields = _FIELD_SEPARATOR.split(line)

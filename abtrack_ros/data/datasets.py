@@ -1,10 +1,18 @@
 """``open_dataset("FORMAT:PATH")``: the single entry point to every dataset reader."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from .readers import read_coco, read_got10k, read_lasot, read_otb, read_synthetic, read_trackingnet, read_uav123
+from .readers import (
+    read_coco,
+    read_got10k,
+    read_lasot,
+    read_otb,
+    read_synthetic,
+    read_trackingnet,
+    read_uav123,
+)
 from .sequence import DatasetError, Sequence
 
 _READERS: dict[str, Callable[[Path, str | None], list[Sequence]]] = {

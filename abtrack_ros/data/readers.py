@@ -228,7 +228,8 @@ def read_otb(root: Path, split: str | None) -> list[Sequence]:
             boxes = read_boxes(gt_file)
             frames = all_frames[start : start + len(boxes)]
             if len(frames) < len(boxes):
-                raise DatasetError(f"{gt_file}: {len(boxes)} boxes but only {max(0, len(all_frames) - start)} frames from frame {start + 1}")
+                available = max(0, len(all_frames) - start)
+                raise DatasetError(f"{gt_file}: {len(boxes)} boxes but only {available} frames from frame {start + 1}")
             target = gt_file.name[len("groundtruth_rect") : -len(".txt")].strip(".")
             name = f"{folder.name}-{target}" if target else folder.name
             sequences.append(Sequence(name, frames, boxes, valid_boxes(boxes), "otb"))

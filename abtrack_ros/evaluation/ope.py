@@ -8,7 +8,7 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
-from abtrack_ros.evaluation.metrics import SequenceScores, fps, overall_summary, valid_gt_mask
+from abtrack_ros.evaluation.metrics import SequenceScores, fps, frame_ious, overall_summary, valid_gt_mask
 from abtrack_ros.evaluation.results import ResultsLayout, SequenceResult
 from abtrack_ros.tracking.tracker import Tracker
 
@@ -95,8 +95,6 @@ def _tracked_frames(result: SequenceResult) -> np.ndarray:
 
 def score_tracker(name: str, results: dict[str, SequenceResult], sequences) -> TrackerScores:
     """Metrics for one tracker's results on the given sequences (all must have results)."""
-    from abtrack_ros.evaluation.metrics import frame_ious
-
     scores = TrackerScores(name=name)
     total_frames, total_time, block_counts = 0, 0.0, []
     for seq in sequences:
@@ -128,30 +126,33 @@ def score_tracker(name: str, results: dict[str, SequenceResult], sequences) -> T
     return scores
 
 
-def evaluate_tracker(
+def run_tracker(
     tracker: SequenceTracker,
     sequences,
     results_root: Path,
     dataset_format: str,
     load_frame: Callable[[Path], np.ndarray],
     log: Callable[[str], None] = print,
-) -> TrackerScores:
-    """Run one tracker over all sequences, write its results folder, and score it."""
+) -> dict[str, SequenceResult]:
+    """Run one tracker over all sequences and write its results folder ``results_root/<name>``."""
     layout = ResultsLayout(Path(results_root) / tracker.name, dataset_format)
     results = {}
     for index, seq in enumerate(sequences, start=1):
         results[seq.name] = run_sequence(tracker, seq, load_frame)
         layout.write(results[seq.name])
         log(f"[{tracker.name}] {index}/{len(sequences)} {seq.name}: {len(seq.frames)} frames")
-    return score_tracker(tracker.name, results, sequences)
+    return results
 
 
-def score_results_folder(results_root: Path, dataset_format: str, sequences) -> list[TrackerScores]:
-    """Score every tracker folder under ``results_root`` (``abtrack`` first) without running anything."""
+def score_results_folder(
+    results_root: Path, dataset_format: str, sequences, names: Optional[list[str]] = None
+) -> list[TrackerScores]:
+    """Score tracker folders under ``results_root`` (all, or ``names``; ``abtrack`` first) without running anything."""
     root = Path(results_root)
     if (root / "results").is_dir():  # an `abtrack eval --out` folder
         root = root / "results"
-    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if names is None:
+        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not names:
         raise ValueError(f"no tracker result folders under {root}")
     names.sort(key=lambda n: (n != OURS, n))

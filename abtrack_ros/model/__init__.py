@@ -1,1 +1,17 @@
-"""abtrack_ros.model"""
+"""ABTrack network: one-stream ViT with bypass decision modules, ViT pruning and a center head.
+
+See docs/ARCHITECTURE.md (Model API) and docs/model.md.
+"""
+from .abtrack import ABTrackModel, ModelOutput, build_model
+from .checkpoint import CheckpointError, default_checkpoint_path, load_checkpoint, save_checkpoint
+from .head import CenterPredictor, decode_boxes
+from .pretrained import WeightLoadReport, interpolate_pos_embed, load_pretrained
+from .pruning import PruningPlan, apply_plan, prune_model
+
+__all__ = [
+    "ABTrackModel", "ModelOutput", "build_model",
+    "CheckpointError", "default_checkpoint_path", "load_checkpoint", "save_checkpoint",
+    "CenterPredictor", "decode_boxes",
+    "WeightLoadReport", "interpolate_pos_embed", "load_pretrained",
+    "PruningPlan", "apply_plan", "prune_model",
+]

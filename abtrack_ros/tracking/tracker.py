@@ -69,14 +69,19 @@ class Tracker:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
+        if not (cfg.template_factor > 0 and cfg.search_factor > 0):
+            raise ValueError(
+                f"tracker.template_factor and tracker.search_factor must be positive, got "
+                f"{cfg.template_factor} and {cfg.search_factor}"
+            )
         if half and self.device.type != "cuda":
             raise ValueError("half precision (fp16) is only supported on a CUDA device; use half=False on CPU")
         self.cfg = cfg
         self.half = half
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(self.device, self.dtype).eval()
-        self.template_size = int(getattr(model, "template_size", 128))
-        self.search_size = int(getattr(model, "search_size", 256))
+        self.template_size = int(model.config.template_size)
+        self.search_size = int(model.config.search_size)
         self.normalise = PatchNormaliser(self.device, self.dtype)
         self.weights_description = "given model"
         self._hann: Optional[torch.Tensor] = None

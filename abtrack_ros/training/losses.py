@@ -139,13 +139,6 @@ def sparsity_loss(bypass_probs: Tensor, n_enf: int, tau: Tensor) -> Tensor:
     return (mean_prob - tau.to(mean_prob.dtype)).abs().mean()
 
 
-def vtp_l1_loss(masks: list[Tensor], alpha: float) -> Tensor:
-    """Eq. 6: alpha * sum over blocks of |D1|_1 + |D2|_1 (one alpha for every block)."""
-    if not masks:
-        raise ValueError("the model exposes no relaxed VTP masks (was it built with vtp_masks=True?)")
-    return alpha * sum(m.abs().sum() for m in masks)
-
-
 @dataclass
 class LossWeights:
     """The weights of eq. 8 plus the sparsity settings of eq. 2 and alpha of eq. 6."""
@@ -170,7 +163,7 @@ class LossTerms:
 
 
 class TrackingCriterion:
-    """Eq. 8 (+ eq. 6 when VTP masks are given): focal + giou + L1 (+ sparsity) (+ VTP L1)."""
+    """Eq. 8 (+ eq. 6 in the VTP stage): focal + giou + L1 (+ sparsity) (+ alpha * mask L1)."""
 
     def __init__(self, weights: LossWeights, map_size: int) -> None:
         self.weights = weights
@@ -183,8 +176,9 @@ class TrackingCriterion:
         target_boxes: Tensor,
         bypass_probs: Tensor | None = None,
         n_enf: int = 0,
-        vtp_masks: list[Tensor] | None = None,
+        mask_l1: Tensor | None = None,
     ) -> LossTerms:
+        """``mask_l1`` is sum_k |D1^k|_1 + |D2^k|_1 (the model's ``l1_masks()``) in the VTP stage."""
         w = self.weights
         heatmap = gaussian_heatmap(target_boxes, self.map_size).to(score_map.device)
         focal = focal_loss(score_map.float(), heatmap)
@@ -200,8 +194,8 @@ class TrackingCriterion:
             spar = sparsity_loss(bypass_probs.float(), n_enf, tau)
             total = total + w.sparsity * spar
             terms["spar"] = spar.item()
-        if vtp_masks is not None:
-            reg = vtp_l1_loss(vtp_masks, w.vtp_l1)
+        if mask_l1 is not None:
+            reg = w.vtp_l1 * mask_l1.float()  # eq. 6 with one alpha for every block
             total = total + reg
             terms["vtp_l1"] = reg.item()
         terms["loss"] = total.item()

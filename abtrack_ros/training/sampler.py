@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from abtrack_ros.config import ABTrackConfig
-from abtrack_ros.data.sequence import Sequence, load_frame, valid_boxes
+from abtrack_ros.data import Sequence, load_frame, valid_boxes
 from abtrack_ros.tracking.geometry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -89,8 +89,8 @@ def usable_frames(seq: Sequence) -> np.ndarray:
 
 def to_model_tensor(image: np.ndarray, brightness: float = 1.0) -> torch.Tensor:
     """RGB uint8 ``H x W x 3`` -> ImageNet-normalised float ``3 x H x W`` (brightness scaled first)."""
-    scaled = np.clip(image.astype(np.float32) * (brightness / 255.0), 0.0, 1.0)
-    normalised = (scaled - IMAGENET_MEAN) / IMAGENET_STD
+    scaled = np.clip(image.astype(np.float32) * np.float32(brightness / 255.0), 0.0, 1.0)
+    normalised = ((scaled - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32, copy=False)
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
 
 

@@ -1,0 +1,324 @@
+"""`abtrack bench`: speed of the model and of the whole tracker step, for the three configurations
+of the paper's ablation (baseline, +BDM, +BDM+VTP), the cost curve over the number of executed
+blocks, and the per-block costs of Table 4.
+
+All timings are at batch 1, after warm-up, with the median and min/max over the timed
+iterations. How the three models are obtained from one checkpoint is in docs/tracking.md.
+"""
+from __future__ import annotations
+
+import copy
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+
+import abtrack_ros
+from abtrack_ros.config import TrackerConfig
+from abtrack_ros.tracking import geometry as geo
+from abtrack_ros.tracking.tracker import RANDOM_WEIGHTS_WARNING, Tracker, default_untrained_config
+
+CONFIG_NAMES = ("baseline", "bdm", "bdm_vtp")
+BENCH_SEED = 0
+BENCH_FRAME_SIZE = (320, 240)
+
+
+@dataclass
+class BenchSettings:
+    iterations: int = 100
+    warmup: int = 10
+    num_frames: int = 30
+    block_iterations: int = 200
+
+    @classmethod
+    def quick(cls) -> "BenchSettings":
+        return cls(iterations=5, warmup=1, num_frames=4, block_iterations=5)
+
+
+@dataclass
+class TimingStats:
+    median_ms: float
+    min_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, samples_ms: list[float]) -> "TimingStats":
+        return cls(statistics.median(samples_ms), min(samples_ms), max(samples_ms))
+
+
+class Stopwatch:
+    """Times calls on one device (CUDA work is synchronised before reading the clock)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def time(
+        self,
+        fn: Callable[[int], object],
+        iterations: int,
+        warmup: int,
+        before: Optional[Callable[[int], None]] = None,
+    ) -> TimingStats:
+        """``fn(i)`` for warm-up then timed iterations (``i`` counts over both); ``before(i)`` runs untimed."""
+        samples = []
+        for i in range(warmup + iterations):
+            if before is not None:
+                before(i)
+            if i < warmup:
+                fn(i)
+                continue
+            self._sync()
+            start = time.perf_counter()
+            fn(i)
+            self._sync()
+            samples.append(1000.0 * (time.perf_counter() - start))
+        return TimingStats.of(samples)
+
+
+@dataclass
+class BenchModels:
+    """The three models of the ablation, all on the same backbone."""
+
+    baseline: torch.nn.Module
+    bdm: torch.nn.Module
+    bdm_vtp: torch.nn.Module
+    weights: str
+    notes: list[str] = field(default_factory=list)
+
+    def named(self) -> list[tuple[str, torch.nn.Module]]:
+        return list(zip(CONFIG_NAMES, (self.baseline, self.bdm, self.bdm_vtp)))
+
+
+def copy_matching_weights(source: torch.nn.Module, target: torch.nn.Module) -> int:
+    """Copy every tensor whose name and shape match (the others keep their init); returns the count."""
+    target_state = target.state_dict()
+    matching = {k: v for k, v in source.state_dict().items() if k in target_state and target_state[k].shape == v.shape}
+    target.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
+def build_bench_models(checkpoint: Optional[str]) -> BenchModels:
+    """baseline / bdm / bdm_vtp from one checkpoint (None = the default model)."""
+    from abtrack_ros import model as model_api
+
+    path = checkpoint if checkpoint is not None else model_api.default_checkpoint_path()
+    if path is not None:
+        model, cfg, _ = model_api.load_checkpoint(path, map_location="cpu")
+        weights = f"checkpoint {path}"
+    else:
+        cfg = default_untrained_config()
+        model = model_api.build_model(cfg.model)
+        weights = f"{RANDOM_WEIGHTS_WARNING} (fresh {cfg.model.backbone} default config)"
+    notes = []
+    if model.pruning_plan is not None:
+        bdm_vtp = model
+        unpruned = model_api.build_model(replace(cfg.model, pretrained=None, vtp_masks=False, bdm=True))
+        copied = copy_matching_weights(model, unpruned)
+        notes.append(
+            "checkpoint is pruned: bdm and baseline are an unpruned model of the same backbone holding the "
+            f"{copied} checkpoint tensors whose shapes still fit (embeddings, norms, BDMs, head; not the "
+            "sliced block matrices): timing only"
+        )
+    else:
+        unpruned = model
+        bdm_vtp = copy.deepcopy(model)
+        if not bdm_vtp.has_vtp_masks:
+            bdm_vtp.add_vtp_masks()
+            notes.append("checkpoint has no VTP masks: bdm_vtp is pruned from all-ones masks (timing only)")
+        model_api.prune_model(bdm_vtp, cfg.model.prune_ratio)
+        notes.append(f"bdm_vtp = the checkpoint pruned here with ratio {cfg.model.prune_ratio}")
+    baseline = copy.deepcopy(unpruned)
+    baseline.bdm_enabled = False
+    unpruned.bdm_enabled = True
+    bdm_vtp.bdm_enabled = True
+    for m in (baseline, unpruned, bdm_vtp):
+        m.set_forced_pattern(None)
+    return BenchModels(baseline=baseline, bdm=unpruned, bdm_vtp=bdm_vtp, weights=weights, notes=notes)
+
+
+@dataclass
+class BenchSequence:
+    """Real frames with their boxes, and the template/search patches cut from them as when tracking."""
+
+    frames: list[np.ndarray]
+    boxes: np.ndarray
+    template_patch: np.ndarray
+    search_patches: list[np.ndarray]
+
+    @classmethod
+    def generate(cls, num_frames: int, template_size: int, search_size: int, cfg: TrackerConfig) -> "BenchSequence":
+        from abtrack_ros.data import generate_synthetic, load_frame, open_dataset
+
+        with tempfile.TemporaryDirectory(prefix="abtrack_bench_") as tmp:
+            generate_synthetic(tmp, 1, num_frames, BENCH_SEED, size=BENCH_FRAME_SIZE, real_images="off")
+            sequence = open_dataset(f"synthetic:{tmp}", "train")[0]
+            frames = [load_frame(p) for p in sequence.frames]
+        boxes = sequence.boxes
+        template_window = geo.crop_window(
+            geo.box_center(boxes[0]), geo.crop_side(boxes[0], cfg.template_factor), template_size
+        )
+        searches = []
+        for i in range(1, len(frames)):  # search around the previous box, as the tracker does
+            window = geo.crop_window(
+                geo.box_center(boxes[i - 1]), geo.crop_side(boxes[i - 1], cfg.search_factor), search_size
+            )
+            searches.append(geo.crop_patch(frames[i], window))
+        return cls(frames, boxes, geo.crop_patch(frames[0], template_window), searches)
+
+
+def _model_timing(tracker: Tracker, seq: BenchSequence, watch: Stopwatch, settings: BenchSettings):
+    model = tracker.model
+    with torch.inference_mode():
+        tokens = model.embed_template(tracker.normalise(seq.template_patch))
+        searches = [tracker.normalise(p) for p in seq.search_patches]
+        executed: list[int] = []
+
+        def forward(i: int) -> None:
+            out = model.forward_embedded(tokens, searches[i % len(searches)])
+            executed.append(int(out.executed[0].sum()))
+
+        stats = watch.time(forward, settings.iterations, settings.warmup)
+    return stats, float(np.mean(executed[settings.warmup :]))
+
+
+def _step_timing(tracker: Tracker, seq: BenchSequence, watch: Stopwatch, settings: BenchSettings) -> TimingStats:
+    steps = len(seq.frames) - 1
+
+    def restart_at_sequence_end(i: int) -> None:
+        if i % steps == 0:
+            tracker.initialize(seq.frames[0], seq.boxes[0])
+
+    return watch.time(
+        lambda i: tracker.track(seq.frames[1 + i % steps]), settings.iterations, settings.warmup,
+        before=restart_at_sequence_end,
+    )
+
+
+def _cost_curve(tracker: Tracker, seq: BenchSequence, watch: Stopwatch, settings: BenchSettings) -> list[dict]:
+    """Model time with exactly k optional blocks forced to run (the first k after the enforced ones)."""
+    model = tracker.model
+    n, n_enf = model.num_blocks, model.n_enf
+    curve = []
+    try:
+        for k in range(n - n_enf + 1):
+            model.set_forced_pattern([True] * (n_enf + k) + [False] * (n - n_enf - k))
+            stats, executed = _model_timing(tracker, seq, watch, settings)
+            curve.append({"optional_blocks_run": k, "blocks_executed": int(round(executed)),
+                          "model_ms_median": stats.median_ms, "model_ms_min": stats.min_ms,
+                          "model_ms_max": stats.max_ms})
+    finally:
+        model.set_forced_pattern(None)
+    return curve
+
+
+def _per_block_ms(tracker_by_name: dict[str, Tracker], seq: BenchSequence, watch: Stopwatch,
+                  settings: BenchSettings) -> dict[str, float]:
+    """Mean over the optional blocks of the median time of: the block alone, the block with its BDM
+    decision (on the token sequence that carries the bypass token), and the same with the VTP-sliced block."""
+    reference = tracker_by_name["baseline"]
+    backbone = reference.model.backbone
+    with torch.inference_mode():
+        tokens = torch.cat([reference.model.embed_template(reference.normalise(seq.template_patch)),
+                            backbone.embed_search(reference.normalise(seq.search_patches[0]))], dim=1)
+        with_bypass = torch.cat([tokens, backbone.bypass_token.expand(1, -1, -1)], dim=1)
+        results = {}
+        for key, name, x, use_bdm in (("block", "baseline", tokens, False), ("block_bdm", "bdm", with_bypass, True),
+                                      ("block_bdm_vtp", "bdm_vtp", with_bypass, True)):
+            vit = tracker_by_name[name].model.backbone
+            optional = range(vit.n_enf, vit.num_blocks)
+            medians = []
+            for index in optional:
+                block = vit.blocks[index]
+                decision = vit.decisions[index - vit.n_enf]
+
+                def run_block(_i: int, block=block, decision=decision) -> None:
+                    if use_bdm:
+                        decision(x[:, -1])
+                    block(x)
+
+                medians.append(watch.time(run_block, settings.block_iterations, settings.warmup).median_ms)
+            results[key] = float(np.mean(medians))
+    return results
+
+
+def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: int,
+                  settings: BenchSettings, log: Callable[[str], None] = print) -> dict:
+    """The whole benchmark; returns the JSON-ready report."""
+    models = build_bench_models(checkpoint)
+    tracker_cfg = TrackerConfig()
+    trackers = {name: Tracker(m, tracker_cfg, device=device, half=half) for name, m in models.named()}
+    reference = trackers["bdm_vtp"]
+    seq = BenchSequence.generate(settings.num_frames, reference.template_size, reference.search_size, tracker_cfg)
+    watch = Stopwatch(reference.device)
+
+    configs = []
+    for name, tracker in trackers.items():
+        log(f"timing {name} ...")
+        model_stats, blocks = _model_timing(tracker, seq, watch, settings)
+        step_stats = _step_timing(tracker, seq, watch, settings)
+        configs.append({
+            "name": name,
+            "model_ms_median": model_stats.median_ms, "model_ms_min": model_stats.min_ms,
+            "model_ms_max": model_stats.max_ms,
+            "step_ms_median": step_stats.median_ms, "step_ms_min": step_stats.min_ms,
+            "step_ms_max": step_stats.max_ms,
+            "fps": 1000.0 / step_stats.median_ms,
+            "model_fps": 1000.0 / model_stats.median_ms,
+            "blocks_executed_mean": blocks,
+        })
+    log("timing the cost curve ...")
+    cost_curve = _cost_curve(reference, seq, watch, settings)
+    log("timing single blocks ...")
+    per_block = _per_block_ms(trackers, seq, watch, settings)
+    model_cfg = reference.model.config
+    return {
+        "weights": models.weights,
+        "notes": models.notes,
+        "device": str(reference.device),
+        "device_name": torch.cuda.get_device_name(reference.device) if reference.device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "dtype": "fp16" if half else "fp32",
+        "threads": threads,
+        "backbone": model_cfg.backbone,
+        "num_blocks": reference.model.num_blocks,
+        "n_enf": reference.model.n_enf,
+        "bypass_threshold": reference.model.bypass_threshold,
+        "prune_ratio": model_cfg.prune_ratio,
+        "batch_size": 1,
+        "settings": asdict(settings),
+        "frames": f"synthetic sequence, {len(seq.frames)} frames {BENCH_FRAME_SIZE[0]}x{BENCH_FRAME_SIZE[1]}, seed {BENCH_SEED}",
+        "versions": {"abtrack_ros": abtrack_ros.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "opencv": cv2.__version__, "python": platform.python_version()},
+        "configs": configs,
+        "cost_curve": cost_curve,
+        "per_block_ms": per_block,
+    }
+
+
+def format_table(report: dict) -> str:
+    """Markdown tables of a report (configs, cost curve, per-block costs)."""
+    lines = [f"weights: {report['weights']}",
+             f"device: {report['device']} ({report['device_name']}), {report['dtype']}, threads {report['threads']}, "
+             f"backbone {report['backbone']}", "",
+             "| config | model ms (median [min, max]) | step ms (median [min, max]) | FPS | blocks run |",
+             "|---|---|---|---|---|"]
+    for c in report["configs"]:
+        lines.append(f"| {c['name']} | {c['model_ms_median']:.2f} [{c['model_ms_min']:.2f}, {c['model_ms_max']:.2f}] | "
+                     f"{c['step_ms_median']:.2f} [{c['step_ms_min']:.2f}, {c['step_ms_max']:.2f}] | {c['fps']:.1f} | "
+                     f"{c['blocks_executed_mean']:.2f} |")
+    lines += ["", "| blocks executed | model ms (median) |", "|---|---|"]
+    lines += [f"| {p['blocks_executed']} | {p['model_ms_median']:.2f} |" for p in report["cost_curve"]]
+    b = report["per_block_ms"]
+    lines += ["", "| ViT block | + BDM | + BDM + VTP |", "|---|---|---|",
+              f"| {b['block']:.3f} ms | {b['block_bdm']:.3f} ms | {b['block_bdm_vtp']:.3f} ms |"]
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""`abtrack bench`: speed benchmark (model, tracker step, cost curve, per-block costs)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from abtrack_ros.tracking.runtime import add_tracker_arguments, set_threads
+
+HELP = "Speed benchmark: model and tracker step, cost curve, per-block times."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_tracker_arguments(parser)
+    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per measurement")
+    parser.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from abtrack_ros.bench import BenchSettings, format_table, run_benchmark
+
+    settings = BenchSettings.quick() if args.quick else BenchSettings()
+    if args.iterations is not None:
+        if args.iterations < 1:
+            print("abtrack bench: error: --iterations must be >= 1", file=sys.stderr)
+            return 2
+        settings.iterations = args.iterations
+    # With --json, stdout carries the JSON object only; progress goes to stderr.
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    try:
+        threads = set_threads(args.threads)
+        report = run_benchmark(args.checkpoint, args.device, args.half, threads, settings, log)
+    except ValueError as exc:
+        print(f"abtrack bench: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0

@@ -1,0 +1,77 @@
+"""`abtrack demo`: camera replay -> tracker node over DDS -> live lines, summary, video, plot."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HELP = "The main demo: a camera replays a sequence to the tracker node over DDS; summary and video."
+DEFAULT_FRAMES = 120
+DEFAULT_OUT = "outputs/demo"
+
+
+def _box(text: str) -> np.ndarray:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"box must be x,y,w,h numbers, got '{text}'") from None
+    if len(values) != 4 or not np.all(np.isfinite(values)) or values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"box must be x,y,w,h with positive w and h, got '{text}'")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--video", type=Path, help="replay a video file (needs --box)")
+    src.add_argument("--frames", type=Path, help="replay a folder of images in name order (needs --box)")
+    src.add_argument("--webcam", type=int, metavar="N", help="stream webcam N (needs --box)")
+    parser.add_argument("--box", type=_box, help="x,y,w,h of the target in the first frame (pixels)")
+    parser.add_argument("--num-frames", type=_positive(int), default=DEFAULT_FRAMES,
+                        help=f"frames to replay (default {DEFAULT_FRAMES})")
+    parser.add_argument("--rate", type=_positive(float), default=30.0, help="camera rate in Hz (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sequence")
+    parser.add_argument("--checkpoint", default="", help="model checkpoint; default: the package's model")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder ({DEFAULT_OUT})")
+    parser.add_argument("--startup-timeout", type=_positive(float), default=120.0,
+                        help="seconds to wait for the node to load the model")
+    parser.add_argument("--quiet", action="store_true", help="no line per frame, only the summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    from abtrack_ros.ros.demo import DemoError, DemoOptions, format_summary, run_demo
+    from abtrack_ros.ros.sources import capture_source, folder_source, synthetic_source
+
+    external = args.video or args.frames or args.webcam is not None
+    if external and args.box is None:
+        print("abtrack demo: --video/--frames/--webcam need --box x,y,w,h (the target in the first frame)")
+        return 2
+    opts = DemoOptions(out_dir=args.out, rate_hz=args.rate, checkpoint=args.checkpoint, device=args.device,
+                       startup_timeout_s=args.startup_timeout, quiet=args.quiet)
+    with tempfile.TemporaryDirectory(prefix="abtrack_demo_") as tmp:
+        try:
+            if args.video:
+                source = capture_source(str(args.video), args.box, args.num_frames)
+            elif args.frames:
+                source = folder_source(args.frames, args.box, args.num_frames)
+            elif args.webcam is not None:
+                source = capture_source(args.webcam, args.box, args.num_frames)
+            else:
+                source = synthetic_source(Path(tmp) / "synthetic", args.num_frames, args.seed)
+            summary = run_demo(source, opts)
+        except (DemoError, ValueError) as exc:
+            print(f"abtrack demo: {exc}")
+            return 1
+    print(format_summary(summary))
+    return 0

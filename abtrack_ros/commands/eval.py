@@ -1,0 +1,107 @@
+"""`abtrack eval`: one-pass evaluation of ABTrack (and OpenCV peers) with the standard metrics."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from abtrack_ros.tracking.runtime import add_tracker_arguments, set_threads, tracker_from_args
+
+HELP = "One-pass evaluation on a dataset with the standard metrics (and peers)."
+DEFAULT_PLOT_CAP = 8
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="FORMAT:PATH (got10k, lasot, trackingnet, uav123, otb, synthetic)")
+    parser.add_argument("--split", default=None, help="dataset split (e.g. val for GOT-10k)")
+    add_tracker_arguments(parser)
+    parser.add_argument("--peers", default="", help="comma-separated OpenCV peers: csrt,kcf,mil")
+    parser.add_argument("--max-sequences", type=int, default=None, help="evaluate only the first N sequences")
+    parser.add_argument("--no-bdm", action="store_true", help="run every block (bypass decision modules off)")
+    parser.add_argument("--results", default=None,
+                        help="score this existing results folder (one sub-folder per tracker) instead of running")
+    parser.add_argument("--plot-sequence", default="all",
+                        help="sequence for the executed-blocks/IoU plot, 'all' (up to --plot-cap) or 'none'")
+    parser.add_argument("--plot-cap", type=int, default=DEFAULT_PLOT_CAP, help="most per-sequence plots with 'all'")
+    parser.add_argument("--out", required=True, help="output folder (metrics.json, report.md, plots, results/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _evaluate(args)
+    except ValueError as exc:  # bad dataset, results folder, peer name, checkpoint config ...
+        print(f"abtrack eval: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from abtrack_ros.data import load_frame, open_dataset, parse_spec
+    from abtrack_ros.evaluation.ope import ABTrackRunner, run_tracker, score_results_folder
+    from abtrack_ros.evaluation.peers import make_peers
+    from abtrack_ros.evaluation.plots import plot_blocks_and_iou, plot_success_and_precision
+    from abtrack_ros.evaluation.report import write_metrics_json, write_report
+
+    dataset_format, _ = parse_spec(args.dataset)
+    if dataset_format == "coco":
+        raise SystemExit("abtrack eval: coco holds single images, not videos; choose a tracking benchmark")
+    if args.max_sequences is not None and args.max_sequences < 1:
+        raise SystemExit("abtrack eval: --max-sequences must be >= 1")
+    sequences = open_dataset(args.dataset, args.split)[: args.max_sequences]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = set_threads(args.threads)
+    meta = {"dataset": args.dataset, "split": args.split, "sequences": len(sequences), "threads": threads}
+
+    if args.results is not None:
+        all_scores = score_results_folder(Path(args.results), dataset_format, sequences)
+        meta["mode"] = f"scored existing results in {args.results}"
+    else:
+        peer_names = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
+        peers = make_peers(peer_names)  # unknown names fail here, before any tracking
+        tracker = tracker_from_args(args)
+        if args.no_bdm:
+            tracker.model.bdm_enabled = False
+        meta.update(mode="ran", weights=tracker.weights_description, device=str(tracker.device),
+                    dtype="fp16" if tracker.half else "fp32", bdm=bool(tracker.model.bdm_enabled))
+        results_root = out / "results"
+        names = []
+        for runner in [ABTrackRunner(tracker), *peers]:
+            run_tracker(runner, sequences, results_root, dataset_format, load_frame)
+            names.append(runner.name)
+        # Score what was written, so that `--results` on this folder gives identical numbers.
+        all_scores = score_results_folder(results_root, dataset_format, sequences, names)
+
+    images = [p.name for p in plot_success_and_precision(all_scores, out)]
+    images += _sequence_plots(all_scores, args, out, plot_blocks_and_iou)
+    write_metrics_json(all_scores, meta, out / "metrics.json")
+    write_report(all_scores, meta, out / "report.md", images)
+    _print_summary(all_scores)
+    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {len(images)} plots")
+    return 0
+
+
+def _sequence_plots(all_scores, args, out: Path, plot) -> list[str]:
+    ours = next((s for s in all_scores if s.executed), None)
+    if ours is None or args.plot_sequence == "none":
+        return []
+    if args.plot_sequence == "all":
+        names = list(ours.executed)[: max(args.plot_cap, 0)]
+    elif args.plot_sequence in ours.executed:
+        names = [args.plot_sequence]
+    else:
+        raise SystemExit(f"abtrack eval: --plot-sequence {args.plot_sequence!r} is not an evaluated sequence")
+    folder = out / "sequences"
+    folder.mkdir(exist_ok=True)
+    return [
+        str(plot(ours.executed[n], ours.frame_ious[n], n, folder / f"{n}_blocks_iou.png").relative_to(out))
+        for n in names
+    ]
+
+
+def _print_summary(all_scores) -> None:
+    for s in all_scores:
+        o = s.overall
+        blocks = o.get("blocks_executed_mean")
+        extra = f" blocks={blocks:.2f}" if blocks is not None else ""
+        print(f"{s.name:>8}: AUC={o['auc']:.3f} P={o['precision']:.3f} Pnorm={o['norm_precision']:.3f} "
+              f"AO={o['ao']:.3f} SR50={o['sr50']:.3f} SR75={o['sr75']:.3f} FPS={o['fps']:.1f}{extra}")

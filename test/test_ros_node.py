@@ -1,0 +1,435 @@
+"""The tracker node over real DDS: node processes started like `ros2 run`, a client in this process.
+
+One node process (default QoS, the shipped config file) is shared by most tests; a second one with
+qos_reliability=reliable checks QoS-mismatch reporting and an init before any image.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOCALHOST_ONLY"] = "1"
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+pytest.importorskip("abtrack_ros.msg")
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rclpy.event_handler import PublisherEventCallbacks  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2D  # noqa: E402
+
+from abtrack_ros.config import ABTrackConfig, ModelConfig  # noqa: E402
+from abtrack_ros.model import build_model, save_checkpoint  # noqa: E402
+from abtrack_ros.ros.client import BackgroundSpinner, ReplayCamera, TrackerClient, ns_to_stamp  # noqa: E402
+from abtrack_ros.ros.frames import stamp_to_ns  # noqa: E402
+from abtrack_ros.ros.image_conversion import rgb_to_image_msg  # noqa: E402
+from abtrack_ros.ros.messages import detection_box_xywh  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+NS = "/abt_test"
+NS_RELIABLE = "/abt_reliable"
+H, W = 120, 160
+TARGET = [60.0, 40.0, 24.0, 24.0]
+START_TIMEOUT_S = 90.0
+N_ENF = 3
+
+
+def frame_with_square(x: int, y: int, size: int = 24) -> np.ndarray:
+    frame = np.full((H, W, 3), 40, dtype=np.uint8)
+    frame[y:y + size, x:x + size] = (250, 200, 30)
+    return frame
+
+
+def node_command(*ros_args: str) -> list[str]:
+    return [sys.executable, "-m", "abtrack_ros.ros.node", "--ros-args", *ros_args]
+
+
+def wait_future(future, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("no answer")
+        time.sleep(0.01)
+    return future.result()
+
+
+@dataclass
+class Rig:
+    client: TrackerClient
+    camera: ReplayCamera
+    params: AsyncParameterClient
+    reliable_client: TrackerClient
+    early_init: object  # init_target response before any image was published
+    helper: object  # plain node for ad-hoc publishers/subscriptions
+
+    def stream(self, frames: list[np.ndarray], rate_hz: float = 20.0) -> list[int]:
+        stamps = []
+        for frame in frames:
+            stamps.append(self.camera.publish_frame(frame))
+            time.sleep(1.0 / rate_hz)
+        return stamps
+
+    def set_params(self, **values) -> list:
+        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        return wait_future(future).results
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ros_node")
+    checkpoint = tmp / "random_init.pt"
+    # Random weights, default crop sizes: slower than a 60 Hz camera on a CPU, so frames get dropped.
+    cfg = ABTrackConfig(model=ModelConfig(template_size=128, search_size=256, head_channels=32, bdm=True,
+                                          n_enf=N_ENF))
+    save_checkpoint(checkpoint, build_model(cfg.model), cfg)
+    # The shipped config file, edited, proves its /** wildcard reaches a namespaced node.
+    shipped = yaml.safe_load((REPO / "config" / "tracker.yaml").read_text())
+    (key,) = shipped
+    shipped[key]["ros__parameters"].update(frame_buffer_length=8, diagnostics_period=0.3)
+    params_file = tmp / "tracker.yaml"
+    params_file.write_text(yaml.safe_dump(shipped))
+    procs = [
+        subprocess.Popen(node_command("-r", f"__ns:={NS}", "--params-file", str(params_file),
+                                      "-p", f"checkpoint:={checkpoint}", "-p", "threads:=1"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(node_command("-r", f"__ns:={NS_RELIABLE}", "-p", f"checkpoint:={checkpoint}",
+                                      "-p", "qos_reliability:=reliable", "-p", "threads:=1",
+                                      "-p", "diagnostics_period:=0.3"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    rclpy.init()
+    client = TrackerClient(NS)
+    camera = ReplayCamera(topic=f"{NS}/image", frame_id="cam_optical")
+    reliable_client = TrackerClient(NS_RELIABLE, name="abtrack_client_reliable")
+    helper = rclpy.create_node("abtrack_test_helper")
+    params = AsyncParameterClient(helper, f"{NS}/tracker_node")
+    spinner = BackgroundSpinner(client, camera, reliable_client, helper)
+    try:
+        assert reliable_client.wait_for_services(START_TIMEOUT_S), "reliable node did not start"
+        early = reliable_client.init_target(TARGET)
+        assert client.wait_for_services(START_TIMEOUT_S), "node did not start"
+        assert params.wait_for_services(10.0)
+        assert camera.wait_for_subscriber(10.0)
+        yield Rig(client, camera, params, reliable_client, early, helper)
+    finally:
+        spinner.close()
+        rclpy.shutdown()
+        for proc in procs:
+            proc.send_signal(subprocess.signal.SIGINT)
+        for proc in procs:
+            try:
+                assert proc.wait(15) == 0
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+
+
+def init_on(rig: Rig, frame: np.ndarray, box=TARGET):
+    stamp = rig.camera.publish_frame(frame)
+    time.sleep(0.3)
+    return stamp, rig.client.init_target(box, stamp)
+
+
+def test_init_then_detections_copy_image_headers(rig):
+    rig.client.clear()
+    stamp0, response = init_on(rig, frame_with_square(60, 40))
+    assert response.success, response.message
+    assert stamp_to_ns(response.image_stamp) == stamp0
+    assert response.state == 1
+    stamps = rig.stream([frame_with_square(60 + i, 40) for i in range(6)], rate_hz=10)
+    assert rig.client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == stamps[-1] for x in d), 10)
+    detections, statuses = rig.client.snapshot()
+    published = set(stamps) | {stamp0}
+    assert detections and all(stamp_to_ns(d.msg.header.stamp) in published for d in detections)
+    assert all(d.msg.header.frame_id == "cam_optical" for d in detections)
+    ids = {d.msg.id for d in detections}
+    assert len(ids) == 1 and ids != {""}
+    det = detections[-1].msg
+    assert det.results[0].hypothesis.class_id == "target"
+    assert 0.0 <= det.results[0].hypothesis.score <= 1.0
+    x, y, w, h = detection_box_xywh(det)
+    assert w > 0 and h > 0 and 0 <= x <= W and 0 <= y <= H
+    tracked = [s.msg for s in statuses if s.msg.state_name in ("TRACKING", "LOST")]
+    assert tracked
+    status = tracked[-1]
+    assert status.blocks_total == 12 and len(status.executed_blocks) == 12
+    assert len(status.bypass_probabilities) == 12
+    assert status.blocks_executed == sum(status.executed_blocks) >= N_ENF
+    assert status.model_ms > 0 and status.total_ms >= status.model_ms and status.image_age_ms > 0
+    assert status.frames_processed > 0 and status.last_error == ""
+    assert math.isclose(status.score, det.results[0].hypothesis.score, rel_tol=1e-5) or status.header != det.header
+    # A new init gives a new target id.
+    rig.client.clear()
+    _, response = init_on(rig, frame_with_square(30, 30))
+    assert response.success
+    rig.stream([frame_with_square(30, 30)] * 3, rate_hz=10)
+    assert rig.client.wait_for(lambda d, s: len(d) > 0, 10)
+    assert rig.client.snapshot()[0][-1].msg.id not in ids
+
+
+def test_init_on_older_buffered_frame_and_eviction(rig):
+    stamps = rig.stream([frame_with_square(20 + 5 * i, 30) for i in range(4)], rate_hz=20)
+    time.sleep(0.2)
+    response = rig.client.init_target([20.0, 30.0, 24.0, 24.0], stamps[0])
+    assert response.success, response.message
+    assert stamp_to_ns(response.image_stamp) == stamps[0]  # the older frame, not the newest
+    latest = rig.client.init_target(TARGET, 0)
+    assert latest.success and stamp_to_ns(latest.image_stamp) == stamps[-1]
+    missing = rig.client.init_target(TARGET, stamps[0] - 1)
+    assert not missing.success and "no buffered image" in missing.message
+    rig.stream([frame_with_square(60, 40)] * 9, rate_hz=30)  # frame_buffer_length is 8
+    time.sleep(0.2)
+    evicted = rig.client.init_target(TARGET, stamps[0])
+    assert not evicted.success and "frame_buffer_length" in evicted.message
+
+
+def test_reset_and_reset_while_idle(rig):
+    _, response = init_on(rig, frame_with_square(60, 40))
+    assert response.success
+    reset = rig.client.reset()
+    assert reset.success
+    again = rig.client.reset()
+    assert not again.success and again.message == "already idle"
+    rig.client.clear()
+    stamps = rig.stream([frame_with_square(60, 40)] * 3, rate_hz=10)
+    assert rig.client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == stamps[-1] for x in s), 10)
+    detections, statuses = rig.client.snapshot()
+    assert not detections
+    assert statuses[-1].msg.state_name == "IDLE" and statuses[-1].msg.state == 0
+    assert statuses[-1].msg.blocks_executed == 0
+
+
+def test_init_from_detection_topic(rig):
+    rig.client.reset()
+    stamp = rig.camera.publish_frame(frame_with_square(60, 40))
+    time.sleep(0.3)
+    det = Detection2D()
+    det.header.stamp = ns_to_stamp(stamp)
+    det.bbox.center.position.x, det.bbox.center.position.y = 72.0, 52.0
+    det.bbox.size_x = det.bbox.size_y = 24.0
+    rig.client.clear()
+    rig.client.init_detection_pub.publish(det)
+    time.sleep(0.5)
+    stamps = rig.stream([frame_with_square(60, 40)] * 3, rate_hz=10)
+    assert rig.client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == stamps[-1] for x in d), 10)
+
+
+@pytest.mark.parametrize("box, reason", [
+    ([math.nan, 10.0, 20.0, 20.0], "NaN or infinite"),
+    ([10.0, 10.0, math.inf, 20.0], "NaN or infinite"),
+    ([10.0, 10.0, 0.0, 20.0], "positive"),
+    ([10.0, 10.0, 20.0, -5.0], "positive"),
+    ([W + 10.0, 10.0, 20.0, 20.0], "outside"),
+])
+def test_bad_boxes_are_refused(rig, box, reason):
+    rig.camera.publish_frame(frame_with_square(60, 40))
+    time.sleep(0.2)
+    response = rig.client.init_target(box, 0)
+    assert not response.success and reason in response.message
+
+
+def test_init_before_any_image_is_refused(rig):
+    assert not rig.early_init.success
+    assert "no image received yet" in rig.early_init.message
+
+
+def bad_image(kind: str) -> Image:
+    msg = rgb_to_image_msg(frame_with_square(60, 40))
+    if kind == "encoding":
+        msg.encoding = "yuv422_weird"
+    elif kind == "short":
+        msg.data = bytes(msg.data)[: msg.step * (msg.height - 1)]
+    elif kind == "zero":
+        msg.height, msg.width, msg.step, msg.data = 0, 0, 0, b""
+    elif kind == "step":
+        msg.step = msg.width * 3 - 1
+    return msg
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("encoding", "unsupported image encoding"),
+    ("short", "bytes, step*height needs"),
+    ("zero", "empty image"),
+    ("step", "smaller than width*bytes_per_pixel"),
+])
+def test_malformed_images_are_rejected_and_reported(rig, kind, reason):
+    pub = rig.helper.create_publisher(Image, f"{NS}/image", qos_profile_sensor_data)
+    try:
+        rig.client.clear()
+        msg = bad_image(kind)
+        msg.header.stamp = ns_to_stamp(rig.helper.get_clock().now().nanoseconds)
+        pub.publish(msg)
+        bad = stamp_to_ns(msg.header.stamp)
+        assert rig.client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == bad for x in s), 10)
+        status = next(x.msg for x in rig.client.snapshot()[1] if stamp_to_ns(x.msg.header.stamp) == bad)
+        assert reason in status.last_error and status.frames_rejected >= 1
+    finally:
+        rig.helper.destroy_publisher(pub)
+    # The node keeps working on the next good frame.
+    good = rig.camera.publish_frame(frame_with_square(60, 40))
+    assert rig.client.wait_for(
+        lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == good and x.msg.last_error == "" for x in s), 10)
+
+
+def latest_diagnostic(store: list, name_part: str, predicate, timeout_s: float = 5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for array in reversed(list(store)):
+            for status in array.status:
+                if name_part in status.name and predicate(status):
+                    return status
+        time.sleep(0.05)
+    return None
+
+
+def test_diagnostics_levels_and_values(rig):
+    store: list = []
+    sub = rig.helper.create_subscription(DiagnosticArray, "/diagnostics", store.append, 10)
+    pub = rig.helper.create_publisher(Image, f"{NS}/image", qos_profile_sensor_data)
+    try:
+        _, response = init_on(rig, frame_with_square(60, 40))
+        rig.stream([frame_with_square(60, 40)] * 8, rate_hz=15)
+        ok = latest_diagnostic(store, NS, lambda s: s.level == DiagnosticStatus.OK)
+        assert ok is not None, [s.message for a in store for s in a.status]
+        values = {kv.key: kv.value for kv in ok.values}
+        for key in ("input_rate_hz", "processing_rate_hz", "latency_p50_ms", "latency_p90_ms",
+                    "latency_p99_ms", "mean_bypass_rate", "frames_dropped", "frames_rejected",
+                    "state", "device", "backend"):
+            assert key in values
+        assert float(values["latency_p50_ms"]) > 0 and values["device"] == "cpu"
+        for _ in range(6):  # only bad frames for over a diagnostics period -> ERROR
+            pub.publish(bad_image("encoding"))
+            time.sleep(0.1)
+        assert latest_diagnostic(store, NS, lambda s: s.level == DiagnosticStatus.ERROR) is not None
+        stale = latest_diagnostic(store, NS, lambda s: s.level == DiagnosticStatus.WARN
+                                  and "no image for" in s.message, timeout_s=6.0)
+        assert stale is not None
+    finally:
+        rig.helper.destroy_subscription(sub)
+        rig.helper.destroy_publisher(pub)
+
+
+def test_fast_camera_keeps_latency_flat_and_counts_drops(rig):
+    _, response = init_on(rig, frame_with_square(60, 40))
+    assert response.success
+    rig.client.clear()
+    stamps = rig.stream([frame_with_square(60, 40)] * 120, rate_hz=60)
+    assert rig.client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == stamps[-1] for x in s), 10)
+    statuses = [s.msg for s in rig.client.snapshot()[1] if stamp_to_ns(s.msg.header.stamp) in set(stamps)]
+    first_dropped = statuses[0].frames_dropped
+    assert statuses[-1].frames_dropped > first_dropped  # the camera outran the model
+    assert len(statuses) < len(stamps)
+    ages = np.array([s.image_age_ms for s in statuses])
+    third = max(len(ages) // 3, 1)
+    model_ms = float(np.median([s.total_ms for s in statuses]))
+    # A queue would make the age grow by ~(model time - frame period) per frame; here it stays flat.
+    assert np.median(ages[-third:]) < np.median(ages[:third]) + 3 * model_ms + 50.0, (ages, model_ms)
+
+
+def test_parameter_validation_rejects_with_reason(rig):
+    results = rig.set_params(bypass_threshold=1.5)
+    assert not results[0].successful and "bypass_threshold" in results[0].reason
+    results = rig.set_params(lost_score=-0.1)
+    assert not results[0].successful
+    results = rig.set_params(qos_depth=5)  # read only: needs a restart
+    assert not results[0].successful and "read-only" in results[0].reason.lower()
+    results = rig.set_params(bypass_threshold="high")
+    assert not results[0].successful
+
+
+def test_runtime_bypass_threshold_and_lost_score(rig):
+    def last_tracked_status(frames: int = 3):
+        stamps = rig.stream([frame_with_square(60, 40)] * frames, rate_hz=10)
+        assert rig.client.wait_for(
+            lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == stamps[-1] for x in s), 10)
+        return next(x.msg for x in reversed(rig.client.snapshot()[1])
+                    if stamp_to_ns(x.msg.header.stamp) == stamps[-1])
+
+    _, response = init_on(rig, frame_with_square(60, 40))
+    assert response.success
+    try:
+        assert all(r.successful for r in rig.set_params(bypass_threshold=0.0))
+        status = last_tracked_status()  # every p_i > 0, so every bypassable block is skipped
+        assert status.blocks_executed == N_ENF, status.executed_blocks
+        assert all(r.successful for r in rig.set_params(bypass_threshold=1.0))
+        assert last_tracked_status().blocks_executed == 12
+        assert all(r.successful for r in rig.set_params(lost_score=1.0))
+        assert last_tracked_status().state_name == "LOST"
+        assert all(r.successful for r in rig.set_params(lost_score=0.0))
+        assert last_tracked_status().state_name == "TRACKING"
+    finally:
+        rig.set_params(bypass_threshold=0.5, lost_score=0.25)
+
+
+def test_debug_image_only_when_enabled_and_subscribed(rig):
+    received: list = []
+    sub = rig.helper.create_subscription(Image, f"{NS}/debug_image", received.append, 10)
+    try:
+        init_on(rig, frame_with_square(60, 40))
+        rig.stream([frame_with_square(60, 40)] * 4, rate_hz=10)
+        time.sleep(0.5)
+        assert not received  # parameter off
+        assert all(r.successful for r in rig.set_params(debug_image=True))
+        time.sleep(0.3)
+        stamps = rig.stream([frame_with_square(60, 40)] * 4, rate_hz=10)
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received and received[-1].encoding == "rgb8"
+        assert (received[-1].height, received[-1].width) == (H, W)
+        assert stamp_to_ns(received[-1].header.stamp) in set(stamps)
+    finally:
+        rig.set_params(debug_image=False)
+        rig.helper.destroy_subscription(sub)
+
+
+def test_qos_mismatch_is_reported(rig):
+    store: list = []
+    events: list = []
+    sub = rig.helper.create_subscription(DiagnosticArray, "/diagnostics", store.append, 10)
+    # A best-effort publisher against the node's RELIABLE image subscription.
+    pub = rig.helper.create_publisher(
+        Image, f"{NS_RELIABLE}/image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),
+        event_callbacks=PublisherEventCallbacks(incompatible_qos=events.append))
+    try:
+        status = latest_diagnostic(
+            store, NS_RELIABLE, lambda s: int({kv.key: kv.value for kv in s.values}["incompatible_qos_events"]) > 0,
+            timeout_s=10.0)
+        assert status is not None
+        assert events and events[-1].total_count >= 1
+    finally:
+        rig.helper.destroy_publisher(pub)
+        rig.helper.destroy_subscription(sub)
+
+
+@pytest.mark.parametrize("ros_args, expected", [
+    (["-p", "checkpoint:=/nonexistent/model.pt"], "checkpoint file not found"),
+    (["-p", "qos_reliability:=sometimes"], "qos_reliability must be one of"),
+    (["-p", "device:=tpu"], "device 'tpu' is not valid"),
+    (["-p", "TAMPERED"], "cannot load the tracker model"),
+])
+def test_node_start_fails_clearly(tmp_path, ros_args, expected):
+    if ros_args == ["-p", "TAMPERED"]:
+        bad = tmp_path / "tampered.pt"
+        bad.write_bytes(b"not a checkpoint" * 100)
+        ros_args = ["-p", f"checkpoint:={bad}"]
+    proc = subprocess.run(node_command(*ros_args), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert expected in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,210 @@
+"""Pure parts of the ROS side: parameters, config file, launch file, frame hand-over, statistics,
+diagnostics verdict, drawing and the demo summary. No DDS here."""
+from __future__ import annotations
+
+import ast
+import math
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+from abtrack_ros.ros import params
+from abtrack_ros.ros.drawing import TRACKING_COLOUR, draw_result
+from abtrack_ros.ros.frames import FrameRecord, FrameStore
+from abtrack_ros.ros.stats import (
+    LEVEL_ERROR,
+    LEVEL_OK,
+    LEVEL_WARN,
+    HealthInputs,
+    RateMeter,
+    ResultWindow,
+    health_verdict,
+    percentiles,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- parameters
+@pytest.mark.parametrize("name, value", [
+    ("device", "cuda:1"), ("device", "auto"), ("bypass_threshold", 0.0), ("bypass_threshold", 1),
+    ("qos_reliability", "reliable"), ("qos_depth", 100), ("threads", 0), ("checkpoint", "/x.pt"),
+    ("use_sim_time", True),
+])
+def test_valid_parameter_values(name, value):
+    assert params.validate(name, value) is None
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("device", "gpu", "not valid"), ("device", "cuda:", "not valid"),
+    ("bypass_threshold", 1.01, "<= 1.0"), ("lost_score", -0.5, ">= 0.0"),
+    ("bypass_threshold", math.nan, "finite"), ("qos_reliability", "often", "one of best_effort, reliable"),
+    ("qos_depth", 0, ">= 1"), ("frame_buffer_length", 2.5, "integer"), ("half", "yes", "bool"),
+    ("diagnostics_period", 0.0, ">= 0.1"),
+])
+def test_invalid_parameter_values_have_reasons(name, value, reason):
+    message = params.validate(name, value)
+    assert message is not None and reason in message and name in message
+
+
+def test_runtime_parameters_are_the_documented_ones():
+    runtime = {s.name for s in params.PARAMETERS if not s.read_only}
+    assert runtime == {"bypass_enabled", "bypass_threshold", "lost_score", "debug_image"}
+
+
+def test_descriptors_carry_ranges():
+    desc = params.ros_descriptor(params.SPECS["bypass_threshold"])
+    assert desc.floating_point_range[0].to_value == 1.0 and not desc.read_only
+    desc = params.ros_descriptor(params.SPECS["qos_depth"])
+    assert desc.integer_range[0].from_value == 1 and desc.read_only
+
+
+# ---------------------------------------------------------------- config and launch files
+def test_config_yaml_lists_every_parameter_with_defaults():
+    text = (REPO / "config" / "tracker.yaml").read_text()
+    data = yaml.safe_load(text)
+    (key,) = data
+    assert key.startswith("/**")  # namespaced nodes pick it up
+    values = data[key]["ros__parameters"]
+    assert set(values) == {s.name for s in params.PARAMETERS}
+    for spec in params.PARAMETERS:
+        assert values[spec.name] == spec.default, spec.name
+        assert params.validate(spec.name, values[spec.name]) is None
+        assert f"    {spec.name}:" in text
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, "id", getattr(n.func, "attr", None)) == name]
+
+
+def test_launch_file_structure():
+    tree = ast.parse((REPO / "launch" / "tracker.launch.py").read_text())
+    declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
+    assert declared == {"image_topic", "namespace", "params_file", "checkpoint", "device", "use_sim_time",
+                        "use_compressed"}
+    for call in _calls(tree, "DeclareLaunchArgument"):
+        keywords = {k.arg for k in call.keywords}
+        assert {"default_value", "description"} <= keywords
+    (node,) = _calls(tree, "Node")
+    keywords = {k.arg: k.value for k in node.keywords}
+    assert keywords["package"].value == "abtrack_ros" and keywords["executable"].value == "tracker_node"
+    assert keywords["name"].value == "tracker_node"
+    assert {"parameters", "remappings", "namespace"} <= set(keywords)
+    used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration")}
+    assert declared <= used  # every argument is used
+    assert any(isinstance(n, ast.Constant) and n.value == "tracker.yaml" for n in ast.walk(tree))
+    assert _calls(tree, "get_package_share_directory")
+
+
+def test_bin_script_calls_the_node_main():
+    script = (REPO / "bin" / "tracker_node").read_text()
+    assert script.startswith("#!/usr/bin/env python3")
+    assert "from abtrack_ros.ros.node import main" in script
+    assert (REPO / "bin" / "tracker_node").stat().st_mode & 0o111
+
+
+# ---------------------------------------------------------------- frame hand-over
+def record(stamp: int) -> FrameRecord:
+    return FrameRecord(msg=stamp, stamp_ns=stamp, received_ns=stamp)
+
+
+def test_store_hands_over_the_newest_and_counts_drops():
+    store = FrameStore(buffer_length=3)
+    for stamp in (1, 2, 3):
+        store.put(record(stamp))
+    assert store.take(0.0).stamp_ns == 3
+    assert store.dropped == 2 and store.received == 3
+    assert store.take(0.0) is None  # nothing new
+    store.put(record(4))
+    assert store.take(0.0).stamp_ns == 4 and store.dropped == 2
+
+
+def test_store_ring_buffer_lookup():
+    store = FrameStore(buffer_length=3)
+    assert store.find(0) is None
+    for stamp in (10, 20, 30, 40):
+        store.put(record(stamp))
+    assert store.find(0).stamp_ns == 40
+    assert store.find(20).stamp_ns == 20
+    assert store.find(10) is None  # evicted
+    assert store.buffered_stamps() == [20, 30, 40]
+    with pytest.raises(ValueError):
+        FrameStore(0)
+
+
+def test_take_waits_for_a_frame_from_another_thread():
+    store = FrameStore(buffer_length=2)
+    timer = threading.Timer(0.05, store.put, args=(record(7),))
+    timer.start()
+    assert store.take(2.0).stamp_ns == 7
+    timer.join()
+
+
+# ---------------------------------------------------------------- statistics and verdict
+def test_rate_meter_and_window():
+    meter = RateMeter(window_s=1.0)
+    for i in range(11):
+        meter.tick(10.0 + i * 0.1)
+    assert meter.rate(11.0) == pytest.approx(10.0)
+    assert meter.rate(13.0) == 0.0  # all ticks out of the window
+    window = ResultWindow(size=3)
+    for ms in (1.0, 2.0, 3.0, 100.0):
+        window.add(ms, 0.5)
+    assert window.latency_percentiles()["p50"] == 3.0  # 1.0 fell out
+    assert window.mean_bypass() == 0.5
+    assert math.isnan(percentiles([])["p90"])
+
+
+def health(**kw) -> HealthInputs:
+    base = dict(seconds_since_image=0.1, received=30, dropped=0, converted=30, rejected=0, state_name="TRACKING")
+    base.update(kw)
+    return HealthInputs(**base)
+
+
+@pytest.mark.parametrize("kw, level, text", [
+    ({}, LEVEL_OK, "ok"),
+    ({"seconds_since_image": 2.5}, LEVEL_WARN, "no image for 2.5 s"),
+    ({"seconds_since_image": None}, LEVEL_WARN, "no image received yet"),
+    ({"dropped": 20}, LEVEL_WARN, "falling behind"),
+    ({"state_name": "LOST"}, LEVEL_WARN, "target lost"),
+    ({"rejected": 30}, LEVEL_ERROR, "all 30 recent images rejected"),
+    ({"rejected": 29}, LEVEL_OK, "ok"),
+])
+def test_health_verdict(kw, level, text):
+    got_level, message = health_verdict(health(**kw))
+    assert got_level == level and text in message
+
+
+# ---------------------------------------------------------------- drawing and demo summary
+def test_draw_result_marks_box_and_blocks():
+    frame = np.zeros((60, 200, 3), np.uint8)
+    out = draw_result(frame, [100, 30, 20, 20], 0.8, "TRACKING", [True, False, True])
+    assert not out.any(axis=2).all() and frame.sum() == 0  # a copy; the input is untouched
+    assert tuple(out[30, 110]) == TRACKING_COLOUR
+    assert out[25, 6].sum() > 0 and tuple(out[25, 18]) != tuple(out[25, 6])  # ran vs bypassed cell
+
+
+def test_demo_summary_figures():
+    demo = pytest.importorskip("abtrack_ros.ros.demo", exc_type=ImportError)
+
+    def status(n, blocks, total_ms, state="TRACKING"):
+        return SimpleNamespace(state_name=state, blocks_executed=blocks, blocks_total=12, total_ms=total_ms,
+                               image_age_ms=total_ms + 5, frames_processed=n, frames_dropped=n, frames_rejected=0)
+
+    truth = np.array([0.0, 0.0, 10.0, 10.0])
+    records = [
+        demo.FrameRecord(0, None, truth, status(1, 0, 1.0, "IDLE"), 0, None),
+        demo.FrameRecord(1, None, truth, status(2, 6, 10.0), 1_000_000_000, [0.0, 0.0, 10.0, 10.0]),
+        demo.FrameRecord(2, None, None),  # dropped by the node
+        demo.FrameRecord(3, None, truth, status(3, 12, 30.0), 2_000_000_000, [5.0, 0.0, 10.0, 10.0]),
+    ]
+    s = demo.summarise("test", "checkpoint x.pt", records)
+    assert (s.frames_published, s.frames_processed, s.frames_dropped) == (4, 2, 3)
+    assert s.mean_blocks_executed == 9.0 and s.blocks_total == 12
+    assert s.mean_iou == pytest.approx((1.0 + 1 / 3) / 2)
+    assert s.latency_ms["p50"] == 20.0 and s.processing_fps == pytest.approx(1.0)

@@ -1,0 +1,145 @@
+"""The Tracker with a real (randomly initialised) model on drawn frames."""
+import numpy as np
+import pytest
+import torch
+
+from abtrack_ros.config import ModelConfig, TrackerConfig
+from abtrack_ros.model import build_model
+from abtrack_ros.tracking import STATE_LOST, STATE_TRACKING, Tracker, TrackerNotInitializedError
+
+HEIGHT, WIDTH = 96, 128
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(bdm=True))
+
+
+def _frames(n=3):
+    """A bright square moving right over a textured background."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 80, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    frames, boxes = [], []
+    for i in range(n):
+        frame = background.copy()
+        x, y = 30 + 4 * i, 40
+        frame[y : y + 16, x : x + 20] = (230, 60, 40)
+        frames.append(frame)
+        boxes.append(np.array([x, y, 20, 16], float))
+    return frames, boxes
+
+
+def test_track_outputs(model):
+    tracker = Tracker(model, TrackerConfig())
+    frames, boxes = _frames()
+    tracker.initialize(frames[0], boxes[0])
+    for frame in frames[1:]:
+        result = tracker.track(frame)
+        x, y, w, h = result.box
+        assert result.box.shape == (4,) and w > 0 and h > 0
+        assert x >= 0 and y >= 0 and x + w <= WIDTH + 1e-9 and y + h <= HEIGHT + 1e-9
+        assert 0.0 <= result.score <= 1.0
+        assert result.state in (STATE_TRACKING, STATE_LOST)
+        assert len(result.executed) == len(result.bypass_probs) == model.num_blocks
+        assert all(result.executed[: model.n_enf])  # enforced blocks always run
+        assert result.blocks_executed == sum(result.executed)
+        assert set(result.timings_ms) == {"preprocess", "model", "postprocess"}
+        assert all(t >= 0 for t in result.timings_ms.values())
+        np.testing.assert_allclose(tracker.box, result.box)
+
+
+def test_hann_window_choice_and_raw_score(model):
+    """A strong peak at the map corner loses to a weaker central one under the Hann window, and
+    the reported score is the raw map value there (not the windowed one)."""
+    from abtrack_ros.model import ModelOutput
+    from abtrack_ros.tracking.geometry import crop_window
+
+    score_map = torch.full((1, 1, 16, 16), 0.1)
+    score_map[0, 0, 0, 0] = 0.9
+    score_map[0, 0, 7, 8] = 0.6
+    offset_map = torch.full((1, 2, 16, 16), 0.5)
+    size_map = torch.full((1, 2, 16, 16), 0.25)
+    out = ModelOutput(
+        score_map=score_map, offset_map=offset_map, size_map=size_map, boxes=torch.zeros(1, 4),
+        scores=torch.zeros(1), bypass_probs=torch.zeros(1, 12), executed=torch.ones(1, 12, dtype=torch.bool),
+    )
+    window = crop_window((128.0, 128.0), side=256.0, out_size=256)
+    box, score = Tracker(model, TrackerConfig(hann_window=True))._decode(out, window, 1000, 1000)
+    assert score == pytest.approx(0.6)
+    # cell (x=8, y=7) + offset 0.5 -> centre (8.5/16, 7.5/16) of the 256 px crop; size 0.25 * 256 = 64
+    np.testing.assert_allclose(box, [8.5 * 16 - 32, 7.5 * 16 - 32, 64, 64])
+    _, score_plain = Tracker(model, TrackerConfig(hann_window=False))._decode(out, window, 1000, 1000)
+    assert score_plain == pytest.approx(0.9)
+
+
+def test_lost_state_with_high_threshold(model):
+    frames, boxes = _frames(2)
+    tracker = Tracker(model, TrackerConfig(lost_score=1.01))
+    tracker.initialize(frames[0], boxes[0])
+    result = tracker.track(frames[1])
+    assert result.state == STATE_LOST
+    assert np.isfinite(result.box).all() and result.box[2] > 0  # a box is still reported
+    tracker.cfg.lost_score = 0.0
+    assert tracker.track(frames[1]).state == STATE_TRACKING
+
+
+def test_bad_inputs_leave_state_unchanged(model):
+    frames, boxes = _frames(2)
+    tracker = Tracker(model, TrackerConfig())
+    with pytest.raises(TrackerNotInitializedError):
+        tracker.track(frames[0])
+    tracker.initialize(frames[0], boxes[0])
+    before_box = tracker.box
+    before_tokens = tracker._template_tokens.clone()
+    for bad_box in ([np.nan, 1, 2, 3], [0, 0, 0, 5], [500, 500, 10, 10], [1, 2, 3]):
+        with pytest.raises(ValueError):
+            tracker.initialize(frames[1], bad_box)
+    for bad_frame in (frames[1].astype(np.float32), frames[1][..., 0], np.zeros((0, 4, 3), np.uint8), None):
+        with pytest.raises(ValueError):
+            tracker.track(bad_frame)
+        with pytest.raises(ValueError):
+            tracker.initialize(bad_frame, boxes[0])
+    np.testing.assert_array_equal(tracker.box, before_box)
+    assert torch.equal(tracker._template_tokens, before_tokens)
+
+
+def test_reinitialise_with_new_box(model):
+    frames, boxes = _frames(2)
+    tracker = Tracker(model, TrackerConfig())
+    tracker.initialize(frames[0], boxes[0])
+    tracker.track(frames[1])
+    new_box = np.array([5.0, 6.0, 30.0, 25.0])
+    tracker.initialize(frames[1], new_box)
+    np.testing.assert_array_equal(tracker.box, new_box)
+
+
+def test_bad_construction_is_an_error(model):
+    with pytest.raises(ValueError, match="CUDA"):
+        Tracker(model, TrackerConfig(), device="cpu", half=True)
+    with pytest.raises(ValueError, match="search_factor"):
+        Tracker(model, TrackerConfig(search_factor=0.0))
+
+
+def test_from_checkpoint_without_file_is_flagged(tmp_path):
+    tracker = Tracker.from_checkpoint(None, cfg_overrides={"lost_score": 0.4})
+    assert tracker.cfg.lost_score == 0.4
+    if tracker.weights_description.startswith("UNTRAINED"):
+        assert tracker.model.bdm_enabled
+    with pytest.raises(ValueError):
+        Tracker.from_checkpoint(None, cfg_overrides={"no_such_key": 1})
+
+
+def test_from_checkpoint_file(tmp_path, model):
+    from abtrack_ros.config import ABTrackConfig
+    from abtrack_ros.model import save_checkpoint
+
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, ABTrackConfig(model=ModelConfig(bdm=True)), None)
+    tracker = Tracker.from_checkpoint(path)
+    assert str(path) in tracker.weights_description
+    frames, boxes = _frames(2)
+    tracker.initialize(frames[0], boxes[0])
+    reference = Tracker(model, TrackerConfig())
+    reference.initialize(frames[0], boxes[0])
+    np.testing.assert_allclose(tracker.track(frames[1]).box, reference.track(frames[1]).box, atol=1e-4)
