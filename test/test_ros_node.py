@@ -31,7 +31,8 @@ from rclpy.event_handler import PublisherEventCallbacks  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+import cv2  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2D  # noqa: E402
 
 from abtrack_ros.config import ABTrackConfig, ModelConfig  # noqa: E402
@@ -109,7 +110,8 @@ def rig(tmp_path_factory):
                                       "-p", f"checkpoint:={checkpoint}", "-p", "threads:=1"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen(node_command("-r", f"__ns:={NS_RELIABLE}", "-p", f"checkpoint:={checkpoint}",
-                                      "-p", "qos_reliability:=reliable", "-p", "threads:=1",
+                                      "-p", "qos_reliability:=reliable", "-p", "use_compressed:=true",
+                                      "-p", "threads:=1",
                                       "-p", "diagnostics_period:=0.3"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
@@ -173,7 +175,8 @@ def test_init_then_detections_copy_image_headers(rig):
     assert status.blocks_executed == sum(status.executed_blocks) >= N_ENF
     assert status.model_ms > 0 and status.total_ms >= status.model_ms and status.image_age_ms > 0
     assert status.frames_processed > 0 and status.last_error == ""
-    assert math.isclose(status.score, det.results[0].hypothesis.score, rel_tol=1e-5) or status.header != det.header
+    same_frame = next(s.msg for s in statuses if s.msg.header.stamp == det.header.stamp)
+    assert math.isclose(same_frame.score, det.results[0].hypothesis.score, rel_tol=1e-5)
     # A new init gives a new target id.
     rig.client.clear()
     _, response = init_on(rig, frame_with_square(30, 30))
@@ -405,7 +408,7 @@ def test_qos_mismatch_is_reported(rig):
     sub = rig.helper.create_subscription(DiagnosticArray, "/diagnostics", store.append, 10)
     # A best-effort publisher against the node's RELIABLE image subscription.
     pub = rig.helper.create_publisher(
-        Image, f"{NS_RELIABLE}/image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),
+        CompressedImage, f"{NS_RELIABLE}/image/compressed", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),
         event_callbacks=PublisherEventCallbacks(incompatible_qos=events.append))
     try:
         status = latest_diagnostic(
@@ -416,6 +419,41 @@ def test_qos_mismatch_is_reported(rig):
     finally:
         rig.helper.destroy_publisher(pub)
         rig.helper.destroy_subscription(sub)
+
+
+def test_compressed_images_on_the_reliable_node(rig):
+    pub = rig.helper.create_publisher(CompressedImage, f"{NS_RELIABLE}/image/compressed",
+                                      QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        deadline = time.monotonic() + 10
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        frame = frame_with_square(60, 40)
+        msgs = []
+        for data in (cv2.imencode(".png", frame[:, :, ::-1])[1].tobytes(), b"not an image"):
+            msg = CompressedImage(format="png")
+            msg.header.stamp = ns_to_stamp(rig.helper.get_clock().now().nanoseconds)
+            msg.header.frame_id = "compressed_cam"
+            msg.data = data
+            pub.publish(msg)
+            msgs.append(stamp_to_ns(msg.header.stamp))
+            time.sleep(0.3)
+        assert rig.reliable_client.wait_for(
+            lambda d, s: {stamp_to_ns(x.msg.header.stamp) for x in s} >= set(msgs), 10)
+        by_stamp = {stamp_to_ns(x.msg.header.stamp): x.msg for x in rig.reliable_client.snapshot()[1]}
+        good, bad = by_stamp[msgs[0]], by_stamp[msgs[1]]
+        assert good.last_error == "" and good.header.frame_id == "compressed_cam"
+        assert "cannot decode compressed image" in bad.last_error and bad.frames_rejected == 1
+        response = rig.reliable_client.init_target(TARGET, msgs[0])
+        assert response.success, response.message
+    finally:
+        rig.helper.destroy_publisher(pub)
+
+
+def test_abtrack_node_command_passes_ros_args():
+    proc = subprocess.run([sys.executable, "-m", "abtrack_ros.cli", "node", "--ros-args", "-p", "device:=tpu"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "device 'tpu' is not valid" in proc.stderr + proc.stdout
 
 
 @pytest.mark.parametrize("ros_args, expected", [

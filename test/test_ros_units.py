@@ -198,10 +198,10 @@ def test_demo_summary_figures():
 
     truth = np.array([0.0, 0.0, 10.0, 10.0])
     records = [
-        demo.FrameRecord(0, None, truth, status(1, 0, 1.0, "IDLE"), 0, None),
-        demo.FrameRecord(1, None, truth, status(2, 6, 10.0), 1_000_000_000, [0.0, 0.0, 10.0, 10.0]),
-        demo.FrameRecord(2, None, None),  # dropped by the node
-        demo.FrameRecord(3, None, truth, status(3, 12, 30.0), 2_000_000_000, [5.0, 0.0, 10.0, 10.0]),
+        demo.DemoFrame(0, None, truth, status(1, 0, 1.0, "IDLE"), 0, None),
+        demo.DemoFrame(1, None, truth, status(2, 6, 10.0), 1_000_000_000, [0.0, 0.0, 10.0, 10.0]),
+        demo.DemoFrame(2, None, None),  # dropped by the node
+        demo.DemoFrame(3, None, truth, status(3, 12, 30.0), 2_000_000_000, [5.0, 0.0, 10.0, 10.0]),
     ]
     s = demo.summarise("test", "checkpoint x.pt", records)
     assert (s.frames_published, s.frames_processed, s.frames_dropped) == (4, 2, 3)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
@@ -21,7 +20,6 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D
 
 from abtrack_ros.msg import TrackerStatus
-from abtrack_ros.ros.frames import stamp_to_ns
 from abtrack_ros.ros.image_conversion import rgb_to_image_msg
 from abtrack_ros.srv import InitTarget
 
@@ -155,7 +153,3 @@ class BackgroundSpinner:
         self._thread.join(timeout=5.0)
         for node in self._nodes:
             node.destroy_node()
-
-
-def stamp_ns_of(msg: Any) -> int:
-    return stamp_to_ns(msg.header.stamp)

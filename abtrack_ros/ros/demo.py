@@ -50,7 +50,7 @@ class DemoOptions:
 
 
 @dataclass
-class FrameRecord:
+class DemoFrame:
     """One published frame and, once processed, what the node said about it."""
 
     index: int
@@ -78,12 +78,12 @@ class DemoSummary:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def tracked(records: list[FrameRecord]) -> list[FrameRecord]:
+def tracked(records: list[DemoFrame]) -> list[DemoFrame]:
     """Frames the node tracked (not the ones it saw while still idle)."""
     return [r for r in records if r.status is not None and r.status.state_name != "IDLE"]
 
 
-def summarise(source: str, model: str, records: list[FrameRecord]) -> DemoSummary:
+def summarise(source: str, model: str, records: list[DemoFrame]) -> DemoSummary:
     """Figures over the processed frames (pure: no ROS, no files)."""
     done = tracked(records)
     last = max(done, key=lambda r: r.status.frames_processed).status if done else None
@@ -106,7 +106,7 @@ def summarise(source: str, model: str, records: list[FrameRecord]) -> DemoSummar
     )
 
 
-def live_line(record: FrameRecord) -> str:
+def live_line(record: DemoFrame) -> str:
     s = record.status
     text = (f"frame {record.index:4d}  {s.state_name:8s} score {s.score:.2f}  "
             f"blocks {s.blocks_executed:2d}/{s.blocks_total}  total {s.total_ms:6.1f} ms  "
@@ -176,9 +176,9 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
         first = next(frames, None)
         if first is None:
             raise DemoError(f"source {source.name} has no frames")
-        records: dict[int, FrameRecord] = {}
+        records: dict[int, DemoFrame] = {}
         stamp = _initialise(client, camera, first, source.first_box)
-        records[stamp] = FrameRecord(0, first.frame, _truth(first))
+        records[stamp] = DemoFrame(0, first.frame, _truth(first))
         say(f"initialised on frame 0 with box {np.round(source.first_box, 1).tolist()}")
         published = [stamp]
         period = 1.0 / opts.rate_hz
@@ -186,7 +186,7 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
         seen = 0
         for index, item in enumerate(frames, start=1):
             stamp = camera.publish_frame(item.frame)
-            records[stamp] = FrameRecord(index, item.frame, _truth(item))
+            records[stamp] = DemoFrame(index, item.frame, _truth(item))
             published.append(stamp)
             seen = _collect(client, records, seen, say)
             time.sleep(max(0.0, start + index * period - time.monotonic()))
@@ -251,7 +251,7 @@ def _collect(client: TrackerClient, records: dict, seen: int, say) -> int:
     return len(statuses)
 
 
-def write_outputs(records: list[FrameRecord], summary: DemoSummary, opts: DemoOptions) -> dict[str, str]:
+def write_outputs(records: list[DemoFrame], summary: DemoSummary, opts: DemoOptions) -> dict[str, str]:
     """Annotated video of the processed frames, executed-blocks plot, summary.json."""
     out = opts.out_dir
     outputs = {"video": str(write_video(records, out / VIDEO_NAME, opts.rate_hz)),
@@ -264,7 +264,7 @@ def write_outputs(records: list[FrameRecord], summary: DemoSummary, opts: DemoOp
     return outputs
 
 
-def write_video(records: list[FrameRecord], path: Path, fps: float) -> Path:
+def write_video(records: list[DemoFrame], path: Path, fps: float) -> Path:
     done = tracked(records)
     if not done:
         raise DemoError("no frame was processed: nothing to write")
@@ -281,7 +281,7 @@ def write_video(records: list[FrameRecord], path: Path, fps: float) -> Path:
     return path
 
 
-def write_blocks_plot(records: list[FrameRecord], blocks_total: int, path: Path) -> Path:
+def write_blocks_plot(records: list[DemoFrame], blocks_total: int, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

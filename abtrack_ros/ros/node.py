@@ -36,11 +36,10 @@ from abtrack_ros.ros.drawing import draw_result
 from abtrack_ros.ros.frames import FrameRecord, FrameStore, stamp_to_ns
 from abtrack_ros.ros.image_conversion import ImageConversionError, ImageConverter, rgb_to_image_msg
 from abtrack_ros.ros.messages import STATE_CODES, FrameOutcome, detection_box_xywh, detection_msg, status_msg
-from abtrack_ros.ros.session import STATE_IDLE, TrackingSession
+from abtrack_ros.ros.session import TrackingSession
 from abtrack_ros.ros.stats import HealthInputs, RateMeter, ResultWindow, health_verdict
 from abtrack_ros.srv import InitTarget
 from abtrack_ros.tracking import Tracker
-from abtrack_ros.tracking.geometry import validate_box
 
 NODE_NAME = "tracker_node"
 WORKER_POLL_S = 0.1
@@ -235,10 +234,6 @@ class TrackerNode(Node):
 
     def _initialize(self, stamp_ns: int, box: list[float]) -> tuple[bool, str, Optional[TimeMsg]]:
         """Start a target on the buffered frame with this stamp: (success, message, image stamp)."""
-        try:
-            validate_box(box, width=2**31, height=2**31)  # finite, positive size (image checked below)
-        except ValueError as exc:
-            return False, f"bad box: {exc}", None
         record = self._store.find(stamp_ns)
         if record is None:
             return False, self._missing_frame_message(stamp_ns), None
@@ -247,7 +242,7 @@ class TrackerNode(Node):
             target_id = self._session.initialize(frame, box)
         except ImageConversionError as exc:
             return False, f"the image for that stamp is unusable: {exc}", None
-        except ValueError as exc:
+        except ValueError as exc:  # the tracker checks the box against this image
             return False, f"bad box: {exc}", None
         stamp = record.msg.header.stamp
         message = f"tracking target {target_id} from the image at {stamp.sec}.{stamp.nanosec:09d}"

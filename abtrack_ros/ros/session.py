@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from abtrack_ros.tracking import Tracker, TrackResult
+from abtrack_ros.tracking import STATE_TRACKING, Tracker, TrackResult
 
 STATE_IDLE = "IDLE"
 
@@ -38,7 +38,7 @@ class TrackingSession:
         with self._lock:
             self._tracker.initialize(frame, box_xywh)
             self._target_id = uuid.uuid4().hex[:12]
-            self._state_name = "TRACKING"
+            self._state_name = STATE_TRACKING
             return self._target_id
 
     def reset(self) -> bool:

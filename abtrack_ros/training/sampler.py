@@ -17,9 +17,8 @@ from torch.utils.data import Dataset, Sampler
 
 from abtrack_ros.config import ABTrackConfig
 from abtrack_ros.data import Sequence, load_frame, valid_boxes
+from abtrack_ros.tracking.tracker import PatchNormaliser
 from abtrack_ros.tracking.geometry import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     box_center,
     box_to_crop,
     crop_patch,
@@ -87,11 +86,14 @@ def usable_frames(seq: Sequence) -> np.ndarray:
     return np.flatnonzero(np.asarray(seq.visible, dtype=bool) & valid_boxes(seq.boxes))
 
 
+_NORMALISE = PatchNormaliser(torch.device("cpu"), torch.float32)
+
+
 def to_model_tensor(image: np.ndarray, brightness: float = 1.0) -> torch.Tensor:
-    """RGB uint8 ``H x W x 3`` -> ImageNet-normalised float ``3 x H x W`` (brightness scaled first)."""
-    scaled = np.clip(image.astype(np.float32) * np.float32(brightness / 255.0), 0.0, 1.0)
-    normalised = ((scaled - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32, copy=False)
-    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
+    """RGB uint8 ``H x W x 3`` -> ImageNet-normalised float ``3 x H x W`` (brightness scaled first,
+    then normalised exactly as the tracker does)."""
+    scaled = np.clip(image.astype(np.float32) * np.float32(brightness), 0.0, 255.0)
+    return _NORMALISE(scaled)[0]
 
 
 def jittered_search_window(box: np.ndarray, s: PairSettings, rng: np.random.Generator):
