@@ -1,7 +1,6 @@
 """Backbone construction, token layout, positional embeddings, pretrained loading, baseline equality."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import timm
@@ -109,18 +108,19 @@ def test_pos_embed_interpolation_identity_and_errors():
 
 def _timm_reference_features(vit, cfg, template, search) -> torch.Tensor:
     """A plain one-stream tracker written directly on the timm modules."""
-    grid = vit.pos_embed[:, 1:]
-    z = vit.patch_embed.proj(template).flatten(2).transpose(1, 2)
-    x = vit.patch_embed.proj(search).flatten(2).transpose(1, 2)
-    z = z + F.interpolate(grid.reshape(1, 14, 14, -1).permute(0, 3, 1, 2), size=(2, 2), mode="bicubic",
-                          align_corners=False).flatten(2).transpose(1, 2)
-    x = x + F.interpolate(grid.reshape(1, 14, 14, -1).permute(0, 3, 1, 2), size=(4, 4), mode="bicubic",
-                          align_corners=False).flatten(2).transpose(1, 2)
+    grid = vit.pos_embed[:, 1:].reshape(1, 14, 14, -1).permute(0, 3, 1, 2)
+
+    def embed(image, side):
+        pos = F.interpolate(grid, size=(side, side), mode="bicubic", align_corners=False)
+        return vit.patch_embed.proj(image).flatten(2).transpose(1, 2) + pos.flatten(2).transpose(1, 2)
+
+    search_side = cfg.search_size // 16
+    z, x = embed(template, cfg.template_size // 16), embed(search, search_side)
     h = torch.cat([z, x], dim=1)
     for block in vit.blocks:
         h = block(h)
     h = vit.norm(h)[:, z.shape[1]:]
-    return h.transpose(1, 2).reshape(h.shape[0], -1, 4, 4)
+    return h.transpose(1, 2).reshape(h.shape[0], -1, search_side, search_side)
 
 
 def _pretrained_file(tmp_path, name="deit_tiny_patch16_224", nest=True, drop=(), add=()):

@@ -153,6 +153,10 @@ def test_training_step_reaches_bdm_and_vtp_masks():
     for decision in model.backbone.decisions:  # straight-through: the tracking loss alone reaches every BDM
         assert float(decision.linear.weight.grad.abs().sum()) > 0
     sparsity = (out.bypass_probs[:, model.n_enf:].mean() - 0.4).abs()
+    model.zero_grad()
+    sparsity.backward(retain_graph=True)
+    for decision in model.backbone.decisions:  # and so does the sparsity loss alone
+        assert float(decision.linear.bias.grad.abs()) > 0
     loss = tracking_loss + 5.0 * sparsity + 1e-4 * model.l1_masks()
     model.zero_grad()
     loss.backward()

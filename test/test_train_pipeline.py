@@ -30,10 +30,13 @@ def write_config(path: Path, data_root: Path, **train_changes) -> Path:
     train = {
         "datasets": [{"spec": f"synthetic:{data_root}", "split": "train"}],
         "val_datasets": [{"spec": f"synthetic:{data_root}", "split": "val"}],
-        "batch_size": 4, "num_workers": 0, "amp": False, "val_pairs": 16, "log_every": 3,
+        "batch_size": 4, "num_workers": 0, "amp": False, "val_pairs": 8, "log_every": 2,
+        # A gentle search jitter keeps the target near the middle cell: a signal within 12 steps.
+        "search_jitter_center": 0.5, "search_jitter_scale": 0.1,
+        # A high target bypass rate and gate learning rate: the BDMs move within 8 steps.
         "tau0": 0.9,
-        "stage1_vtp": {"epochs": 3, "pairs_per_epoch": 24, "lr_backbone": 5e-4, "lr_head": 5e-3},
-        "stage3_bdm": {"epochs": 2, "pairs_per_epoch": 24, "lr_backbone": 5e-5, "lr_head": 5e-4,
+        "stage1_vtp": {"epochs": 3, "pairs_per_epoch": 16, "lr_backbone": 5e-4, "lr_head": 1e-2},
+        "stage3_bdm": {"epochs": 2, "pairs_per_epoch": 16, "lr_backbone": 5e-5, "lr_head": 5e-4,
                        "lr_gates": 0.1},
     }
     train.update(train_changes)
@@ -60,7 +63,7 @@ def test_three_stage_pipeline_learns_and_bypasses_blocks(tmp_path, synthetic):
     vtp_log = read_csv(out / "vtp" / "train_log.csv")
     first = [tracking_loss(r) for r in vtp_log if r["epoch"] == "1"]
     last = [tracking_loss(r) for r in vtp_log if r["epoch"] == "3"]
-    assert sum(last) / len(last) < 0.95 * sum(first) / len(first)
+    assert sum(last) / len(last) < 0.9 * sum(first) / len(first)
     assert all(r["vtp_l1"] and not r["spar"] for r in vtp_log)
 
     model, cfg, extra = load_checkpoint(out / "bdm" / "model.pt")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,8 +13,6 @@ from .backbone import OneStreamViT
 from .head import CenterPredictor, decode_boxes
 from .pretrained import WeightLoadReport, create_timm_vit, load_pretrained
 from .pruning import PruningPlan
-
-LOG = logging.getLogger(__name__)
 
 GATES = ("straight_through",)
 

@@ -142,7 +142,8 @@ class OneStreamViT(nn.Module):
             if ran is not True:  # a bool False or a per-sample mask
                 executed[:, index] = ran
 
-        search_out = self.norm(x[:, template_tokens.shape[1]:template_tokens.shape[1] + search_tokens.shape[1]])
+        start = template_tokens.shape[1]
+        search_out = self.norm(x[:, start:start + search_tokens.shape[1]])
         search_map = search_out.transpose(1, 2).reshape(batch, -1, self.search_side, self.search_side)
         return BackboneOutput(search_map, probs, executed)
 
