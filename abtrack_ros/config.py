@@ -42,6 +42,9 @@ class ModelConfig:
     pretrained: Optional[str] = None
     # A-ViT-T weights use the DeiT-Tiny architecture; this label only documents their origin.
     weights_name: Optional[str] = None
+    # Keep only the first `depth` blocks of the backbone (None = all), as the paper's DropMAE-N
+    # study does; the package's CPU default model uses it to fit 2-core real-time budgets.
+    depth: Optional[int] = None
     template_size: int = 128
     search_size: int = 256
     patch_size: int = 16

@@ -1,6 +1,8 @@
 """Backbone construction, token layout, positional embeddings, pretrained loading, baseline equality."""
 from __future__ import annotations
 
+import dataclasses
+
 
 import pytest
 import timm
@@ -173,3 +175,19 @@ def test_prunable_block_copy_matches_timm_block():
     x = torch.randn(2, 7, 192)
     with torch.no_grad():
         assert torch.allclose(block(x), vit.blocks[2](x), atol=1e-5)
+
+
+def test_depth_keeps_the_first_blocks_of_the_pretrained_backbone(tmp_path):
+    _, path = _pretrained_file(tmp_path)
+    cfg = ModelConfig(pretrained=str(path), template_size=32, search_size=64, n_enf=1)
+    full = build_model(cfg)
+    short = build_model(dataclasses.replace(cfg, depth=4))
+    assert short.num_blocks == 4 and full.num_blocks == 12
+    for index in range(4):
+        for (name, a), (_, b) in zip(full.backbone.blocks[index].state_dict().items(),
+                                     short.backbone.blocks[index].state_dict().items()):
+            assert torch.equal(a, b), (index, name)
+    out = short(*images(cfg, 1))
+    assert out.executed.shape == (1, 4)
+    with pytest.raises(ValueError, match="depth 13"):
+        build_model(ModelConfig(depth=13))

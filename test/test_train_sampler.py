@@ -148,3 +148,14 @@ def test_shards_split_the_epoch_between_ranks():
     assert list(sampler)[:2] == [(4, 0), (4, 1)]
     with pytest.raises(ValueError):
         EpochShardSampler(1, 0, 2)
+
+
+def test_loader_workers_do_not_change_the_pairs(tmp_path):
+    seqs = [write_sequence(tmp_path, f"s{i}", [(40 * i, 200, 100)] * 6) for i in range(2)]
+    data = PairDataset([WeightedSource("s", seqs, 1.0)], settings(brightness_jitter=0.2), seed=3)
+    sampler = EpochShardSampler(6, rank=1, world_size=2)
+    sampler.set_epoch(2)
+    loader = torch.utils.data.DataLoader(data, batch_size=3, sampler=sampler, num_workers=2)
+    (batch,) = list(loader)
+    direct = torch.stack([data[(2, k)]["search"] for k in (1, 3, 5)])
+    assert torch.equal(batch["search"], direct)

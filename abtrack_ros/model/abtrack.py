@@ -120,6 +120,10 @@ def build_model(cfg: ModelConfig) -> ABTrackModel:
     if cfg.patch_size != patch:
         raise ValueError(f"patch_size {cfg.patch_size} does not match {cfg.backbone} (patch {patch})")
     report = load_pretrained(vit, cfg.pretrained) if cfg.pretrained else None
+    if cfg.depth is not None:
+        if not 1 <= cfg.depth <= len(vit.blocks):
+            raise ValueError(f"depth {cfg.depth} is outside 1..{len(vit.blocks)} ({cfg.backbone})")
+        vit.blocks = vit.blocks[:cfg.depth]  # the pretrained weights of the kept blocks stay
     model = ABTrackModel(vit, cfg)
     model.pretrained_report = report
     if cfg.vtp_masks:

@@ -61,6 +61,8 @@ class PairSettings:
     grayscale_prob: float
     flip_prob: float
     brightness_jitter: float
+    # False (validation): no scale jitter, flip, grayscale or brightness; the centre jitter stays,
+    # so the target is not always in the middle of the search crop, as when tracking.
     augment: bool = True
 
     @classmethod
