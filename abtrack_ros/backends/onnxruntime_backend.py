@@ -1,0 +1,107 @@
+"""ONNX Runtime backend (CPU): per-block graphs, bypassed blocks are never run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from abtrack_ros.model import ABTrackModel, ModelOutput
+
+from .base import BackendUnavailableError, InferenceBackend, require_batch_one
+from .export import GraphSet, export_graphs
+from .gating import GatedDriver
+
+INT8_SUFFIX = ".int8.onnx"
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def quantized_block(graphs: GraphSet, index: int) -> Path:
+    """Dynamic int8 copy of one block graph (MatMul weights int8, activations quantised per call), cached."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = graphs.path(graphs.block_name(index))
+    target = source.with_name(source.stem + INT8_SUFFIX)
+    if not target.is_file():
+        staging = target.with_name(f".{target.name}.tmp")
+        # Only the block matmuls: they are ~all of the compute; the convolutions of the
+        # embeddings and head stay fp32 (ConvInteger is slow on CPU and costs accuracy).
+        quantize_dynamic(source, staging, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        staging.replace(target)
+    return target
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    """Template/search embedding, one graph per block and the head, run by ONNX Runtime on CPU.
+
+    The BDM gate of block ``i`` is decided in Python between the block graphs (``GatedDriver``),
+    so a bypassed block costs nothing. ``int8=True`` runs dynamically quantised block graphs.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: ABTrackModel, device: Union[str, torch.device] = "cpu", threads: Optional[int] = None,
+                 int8: bool = False, cache_dir: Optional[Union[str, Path]] = None) -> None:
+        device = torch.device(device)
+        if device.type != "cpu":
+            raise BackendUnavailableError(f"the onnxruntime backend runs on the CPU only, not on {device}")
+        if not onnxruntime_available():
+            raise BackendUnavailableError("the onnxruntime backend needs the onnxruntime package (pip install onnxruntime)")
+        if next(model.parameters()).dtype != torch.float32:
+            raise ValueError("the onnxruntime backend needs an fp32 model")
+        super().__init__(model, device)
+        import onnxruntime as ort
+
+        self.int8 = int8
+        self.threads = threads if threads is not None else torch.get_num_threads()
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        self.graphs = export_graphs(model, cache_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+        def session(path: Path) -> "ort.InferenceSession":
+            return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+        self._template = session(self.graphs.path("template_embed"))
+        self._search = session(self.graphs.path("search_embed"))
+        self._blocks = [session(quantized_block(self.graphs, i) if int8 else self.graphs.path(self.graphs.block_name(i)))
+                        for i in range(model.num_blocks)]
+        self._head = session(self.graphs.path("head"))
+        self._driver = GatedDriver(model, self._embed_search, self._run_block, self._run_head)
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime {'int8 (dynamic)' if self.int8 else 'fp32'}, {self.threads} threads"
+
+    @staticmethod
+    def _run(session, x: torch.Tensor) -> list[torch.Tensor]:
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return [torch.from_numpy(out) for out in session.run(None, {"x": array})]
+
+    def _embed_search(self, search: torch.Tensor) -> torch.Tensor:
+        return self._run(self._search, search)[0]
+
+    def _run_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        return self._run(self._blocks[index], x)[0]
+
+    def _run_head(self, search_tokens: torch.Tensor):
+        return tuple(self._run(self._head, search_tokens))
+
+    def embed_template(self, template: torch.Tensor) -> torch.Tensor:
+        require_batch_one(template, self.name)
+        return self._run(self._template, template)[0]
+
+    def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
+        require_batch_one(search, self.name)
+        return self._driver.forward(template_tokens, search)
