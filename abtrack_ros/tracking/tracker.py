@@ -5,13 +5,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 import torch
 
 from abtrack_ros.config import ABTrackConfig, ModelConfig, TrackerConfig, from_dict, load_config, to_dict
 from abtrack_ros.tracking import geometry as geo
+
+if TYPE_CHECKING:
+    from abtrack_ros.backends import BackendOptions
 
 LOG = logging.getLogger(__name__)
 
@@ -64,8 +67,17 @@ class Tracker:
     """
 
     def __init__(
-        self, model: torch.nn.Module, cfg: TrackerConfig, device: Union[str, torch.device] = "cpu", half: bool = False
+        self,
+        model: torch.nn.Module,
+        cfg: TrackerConfig,
+        device: Union[str, torch.device] = "cpu",
+        half: bool = False,
+        backend: str = "torch",
+        backend_options: Optional["BackendOptions"] = None,
     ) -> None:
+        from abtrack_ros.backends import BackendOptions, create_backend
+
+        backend_options = backend_options or BackendOptions()
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
@@ -76,10 +88,14 @@ class Tracker:
             )
         if half and self.device.type != "cuda":
             raise ValueError("half precision (fp16) is only supported on a CUDA device; use half=False on CPU")
+        if backend_options.bf16 and (half or self.device.type != "cpu"):
+            raise ValueError("bf16 is a CPU precision; on CUDA use half (fp16)")
         self.cfg = cfg
         self.half = half
-        self.dtype = torch.float16 if half else torch.float32
+        self.dtype = torch.float16 if half else torch.bfloat16 if backend_options.bf16 else torch.float32
         self.model = model.to(self.device, self.dtype).eval()
+        # Runs the model; reads the model's switches (bdm_enabled, bypass_threshold) at every call.
+        self.backend = create_backend(backend, self.model, self.device, half, backend_options)
         self.template_size = int(model.config.template_size)
         self.search_size = int(model.config.search_size)
         self.normalise = PatchNormaliser(self.device, self.dtype)
@@ -96,8 +112,13 @@ class Tracker:
         device: Union[str, torch.device] = "cpu",
         half: bool = False,
         cfg_overrides: Optional[dict] = None,
+        backend: str = "torch",
+        backend_options: Optional["BackendOptions"] = None,
     ) -> "Tracker":
         """Tracker from a checkpoint file; ``None`` = the package's default model.
+
+        ``backend`` is one of ``abtrack_ros.backends.BACKEND_NAMES`` (``auto``, ``torch``,
+        ``onnxruntime``, ``tensorrt``); ``backend_options`` carries int8 / bf16 / cache folder.
 
         ``cfg_overrides`` are ``tracker`` section keys (checked strictly, like the config file).
         When no default checkpoint ships, the default model config is built with random weights
@@ -116,7 +137,8 @@ class Tracker:
             description = RANDOM_WEIGHTS_WARNING
             LOG.warning(description)
         tracker_cfg = from_dict(TrackerConfig, {**to_dict(cfg.tracker), **(cfg_overrides or {})}, "tracker")
-        tracker = cls(model, tracker_cfg, device=device, half=half)
+        tracker = cls(model, tracker_cfg, device=device, half=half, backend=backend,
+                      backend_options=backend_options)
         tracker.weights_description = description
         return tracker
 
@@ -143,7 +165,7 @@ class Tracker:
             geo.box_center(box), geo.crop_side(box, self.cfg.template_factor), self.template_size
         )
         template = self.normalise(geo.crop_patch(frame, window))
-        self._template_tokens = self.model.embed_template(template)
+        self._template_tokens = self.backend.embed_template(template)
         self._box = box
 
     @torch.inference_mode()
@@ -162,7 +184,7 @@ class Tracker:
         self._synchronise()
         after_preprocess = time.perf_counter()
 
-        out = self.model.forward_embedded(self._template_tokens, search)
+        out = self.backend.forward_embedded(self._template_tokens, search)
         self._synchronise()
         after_model = time.perf_counter()
 

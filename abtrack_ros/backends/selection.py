@@ -1,0 +1,59 @@
+"""Choosing and building a backend by name (``auto`` = the fastest one installed for the device)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from abtrack_ros.model import ABTrackModel
+
+from .base import BACKEND_NAMES, BackendUnavailableError, InferenceBackend
+from .onnxruntime_backend import OnnxRuntimeBackend, onnxruntime_available
+from .tensorrt_backend import TensorRTBackend, tensorrt_available
+from .torch_backend import TorchBackend
+
+
+@dataclass
+class BackendOptions:
+    """Precision and cache options; which apply depends on the backend (checked in ``create_backend``)."""
+
+    int8: bool = False  # onnxruntime: dynamically quantised block graphs
+    bf16: bool = False  # torch on CPU: bfloat16 weights and activations
+    cache_dir: Optional[Union[str, Path]] = None  # exported graphs/engines (default ~/.cache/abtrack_ros)
+    threads: Optional[int] = None  # onnxruntime intra-op threads (default: torch's thread count)
+
+
+def resolve_backend_name(name: str, device: torch.device, options: Optional[BackendOptions] = None) -> str:
+    """``auto`` -> tensorrt on CUDA when importable, else torch; on CPU onnxruntime when importable
+    (measured faster there, docs/speed.md) unless bf16 was asked for (a torch precision), else torch."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend '{name}' (choose one of: {', '.join(BACKEND_NAMES)})")
+    if name != "auto":
+        return name
+    options = options or BackendOptions()
+    if device.type == "cuda":
+        return "tensorrt" if tensorrt_available() else "torch"
+    if options.bf16:
+        return "torch"
+    return "onnxruntime" if onnxruntime_available() else "torch"
+
+
+def create_backend(name: str, model: ABTrackModel, device: torch.device, half: bool = False,
+                   options: Optional[BackendOptions] = None) -> InferenceBackend:
+    """A backend for ``model`` already placed on ``device`` in its precision (see Tracker)."""
+    options = options or BackendOptions()
+    resolved = resolve_backend_name(name, device, options)
+    if options.int8 and resolved != "onnxruntime":
+        raise ValueError(f"int8 is an onnxruntime option; backend '{resolved}' does not take it")
+    if options.bf16 and resolved != "torch":
+        raise ValueError(f"bf16 is a torch CPU option; backend '{resolved}' does not take it")
+    if resolved == "torch":
+        return TorchBackend(model, device)
+    if resolved == "onnxruntime":
+        if half:
+            raise BackendUnavailableError("the onnxruntime backend runs fp32 or int8 on the CPU; half is CUDA only")
+        return OnnxRuntimeBackend(model, device, threads=options.threads, int8=options.int8,
+                                  cache_dir=options.cache_dir)
+    return TensorRTBackend(model, device, half=half, cache_dir=options.cache_dir)
