@@ -35,10 +35,12 @@ class BenchSettings:
     warmup: int = 10
     num_frames: int = 30
     block_iterations: int = 200
+    accuracy_sequences: int = 4  # generated synthetic validation set of the backends' accuracy check
+    accuracy_frames: int = 60
 
     @classmethod
     def quick(cls) -> "BenchSettings":
-        return cls(iterations=5, warmup=1, num_frames=4, block_iterations=5)
+        return cls(iterations=5, warmup=1, num_frames=4, block_iterations=5, accuracy_sequences=1, accuracy_frames=8)
 
 
 @dataclass
@@ -177,7 +179,7 @@ class BenchSequence:
 
 
 def _model_timing(tracker: Tracker, seq: BenchSequence, watch: Stopwatch, settings: BenchSettings):
-    model = tracker.model
+    model = tracker.backend  # the torch backend is the nn.Module itself
     with torch.inference_mode():
         tokens = model.embed_template(tracker.normalise(seq.template_patch))
         searches = [tracker.normalise(p) for p in seq.search_patches]
@@ -251,9 +253,101 @@ def _per_block_ms(tracker_by_name: dict[str, Tracker], seq: BenchSequence, watch
     return results
 
 
+@dataclass(frozen=True)
+class BackendVariant:
+    """One backend/precision of the ``backends`` comparison."""
+
+    name: str
+    backend: str
+    int8: bool = False
+    bf16: bool = False
+
+
+CPU_VARIANTS = (BackendVariant("torch_fp32", "torch"), BackendVariant("torch_bf16", "torch", bf16=True),
+                BackendVariant("onnxruntime_fp32", "onnxruntime"),
+                BackendVariant("onnxruntime_int8", "onnxruntime", int8=True))
+CUDA_VARIANTS = (BackendVariant("torch", "torch"), BackendVariant("tensorrt", "tensorrt"))
+REFERENCE_VARIANT = 0  # the first variant is the accuracy reference (torch eager)
+ACCURACY_SEED = 11
+ACCURACY_SIZE = (320, 240)
+
+
+def accuracy_sequences(spec: Optional[str], settings: BenchSettings, folder: str) -> tuple[list, str]:
+    """The validation sequences of the accuracy check: ``spec`` (FORMAT:PATH) or a generated synthetic set."""
+    from abtrack_ros.data import generate_synthetic, open_dataset
+
+    if spec is not None:
+        sequences = open_dataset(spec, None)
+        if not sequences:
+            raise ValueError(f"accuracy dataset {spec} holds no sequence")
+        return sequences, spec
+    count, frames = settings.accuracy_sequences, settings.accuracy_frames
+    generate_synthetic(folder, count, frames, ACCURACY_SEED, size=ACCURACY_SIZE, split="val", real_images="off")
+    return open_dataset(f"synthetic:{folder}", "val"), (
+        f"generated synthetic: {count} sequences x {frames} frames, seed {ACCURACY_SEED}, medium")
+
+
+def _tracking_auc(tracker: Tracker, sequences) -> tuple[float, float]:
+    """OPE success AUC (in points, 0..100) and mean executed blocks over the sequences."""
+    from abtrack_ros.data import load_frame
+    from abtrack_ros.evaluation.ope import ABTrackRunner, run_sequence, score_tracker
+
+    runner = ABTrackRunner(tracker)
+    results = {seq.name: run_sequence(runner, seq, load_frame) for seq in sequences}
+    overall = score_tracker("abtrack", results, sequences).overall
+    return 100.0 * overall["auc"], float(overall.get("blocks_executed_mean", float("nan")))
+
+
+def compare_backends(model: torch.nn.Module, device: str, half: bool, threads: int, settings: BenchSettings,
+                     seq: BenchSequence, sequences: list, variants: tuple[BackendVariant, ...],
+                     cache_dir: Optional[str], log: Callable[[str], None] = print) -> list[dict]:
+    """Step time, FPS and tracking AUC of each backend variant on the same model, in one run.
+
+    ``auc_diff`` is the AUC difference (points) to the first variant (torch eager). A variant that
+    cannot run here (package missing, wrong device) is reported with ``skipped`` and the reason.
+    """
+    from abtrack_ros.backends import BackendOptions, BackendUnavailableError
+
+    rows = []
+    reference_auc = None
+    watch = Stopwatch(torch.device(device))
+    for variant in variants:
+        options = BackendOptions(int8=variant.int8, bf16=variant.bf16, cache_dir=cache_dir, threads=threads)
+        start = time.perf_counter()
+        try:
+            # bf16 casts the model in place: give it its own copy.
+            tracker = Tracker(copy.deepcopy(model) if variant.bf16 else model, TrackerConfig(), device=device,
+                              half=half, backend=variant.backend, backend_options=options)
+        except BackendUnavailableError as exc:
+            rows.append({"name": variant.name, "backend": variant.backend, "skipped": str(exc)})
+            continue
+        setup_s = time.perf_counter() - start
+        log(f"timing backend {variant.name} ({tracker.backend.description}) ...")
+        model_stats, _ = _model_timing(tracker, seq, watch, settings)
+        step_stats = _step_timing(tracker, seq, watch, settings)
+        auc, blocks = _tracking_auc(tracker, sequences)
+        if reference_auc is None:
+            reference_auc = auc
+        rows.append({
+            "name": variant.name, "backend": variant.backend, "description": tracker.backend.description,
+            "setup_s": setup_s,
+            "model_ms_median": model_stats.median_ms,
+            "step_ms_median": step_stats.median_ms, "step_ms_min": step_stats.min_ms,
+            "step_ms_max": step_stats.max_ms, "fps": 1000.0 / step_stats.median_ms,
+            "auc": auc, "auc_diff": auc - reference_auc, "blocks_executed_mean": blocks,
+        })
+    return rows
+
+
 def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: int,
-                  settings: BenchSettings, log: Callable[[str], None] = print) -> dict:
-    """The whole benchmark; returns the JSON-ready report."""
+                  settings: BenchSettings, log: Callable[[str], None] = print,
+                  accuracy_dataset: Optional[str] = None, compare: bool = True,
+                  cache_dir: Optional[str] = None) -> dict:
+    """The whole benchmark; returns the JSON-ready report.
+
+    ``compare`` adds the ``backends`` section (bdm_vtp model on every backend/precision, with the
+    tracking AUC on ``accuracy_dataset`` or a generated synthetic set).
+    """
     models = build_bench_models(checkpoint)
     tracker_cfg = TrackerConfig()
     trackers = {name: Tracker(m, tracker_cfg, device=device, half=half) for name, m in models.named()}
@@ -280,6 +374,15 @@ def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: i
     cost_curve = _cost_curve(reference, seq, watch, settings)
     log("timing single blocks ...")
     per_block = _per_block_ms(trackers, seq, watch, settings)
+    backends: dict = {}
+    if compare:
+        variants = CUDA_VARIANTS if reference.device.type == "cuda" else CPU_VARIANTS
+        with tempfile.TemporaryDirectory(prefix="abtrack_accuracy_") as tmp:
+            sequences, source = accuracy_sequences(accuracy_dataset, settings, tmp)
+            rows = compare_backends(models.bdm_vtp, device, half, threads, settings, seq, sequences, variants,
+                                    cache_dir, log)
+        backends = {"config": "bdm_vtp", "accuracy_dataset": source, "auc_unit": "points (0..100)",
+                    "reference": variants[REFERENCE_VARIANT].name, "variants": rows}
     model_cfg = reference.model.config
     return {
         "weights": models.weights,
@@ -302,6 +405,7 @@ def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: i
         "configs": configs,
         "cost_curve": cost_curve,
         "per_block_ms": per_block,
+        **({"backends": backends} if compare else {}),
     }
 
 
@@ -321,4 +425,15 @@ def format_table(report: dict) -> str:
     b = report["per_block_ms"]
     lines += ["", "| ViT block | + BDM | + BDM + VTP |", "|---|---|---|",
               f"| {b['block']:.3f} ms | {b['block_bdm']:.3f} ms | {b['block_bdm_vtp']:.3f} ms |"]
+    if report.get("backends"):
+        section = report["backends"]
+        lines += ["", f"backends ({section['config']}; AUC on {section['accuracy_dataset']}):", "",
+                  "| backend | step ms (median [min, max]) | FPS | AUC | AUC diff vs " + section["reference"] + " |",
+                  "|---|---|---|---|---|"]
+        for r in section["variants"]:
+            if "skipped" in r:
+                lines.append(f"| {r['name']} | skipped: {r['skipped']} | | | |")
+                continue
+            lines.append(f"| {r['name']} | {r['step_ms_median']:.2f} [{r['step_ms_min']:.2f}, {r['step_ms_max']:.2f}] | "
+                         f"{r['fps']:.1f} | {r['auc']:.2f} | {r['auc_diff']:+.2f} |")
     return "\n".join(lines)

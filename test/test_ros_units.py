@@ -208,3 +208,23 @@ def test_demo_summary_figures():
     assert s.mean_blocks_executed == 9.0 and s.blocks_total == 12
     assert s.mean_iou == pytest.approx((1.0 + 1 / 3) / 2)
     assert s.latency_ms["p50"] == 20.0 and s.processing_fps == pytest.approx(1.0)
+
+
+def test_session_never_tracks_an_image_older_than_its_init_image():
+    """The worker may hold an older frame when an init lands: that frame gets no box."""
+    from abtrack_ros.config import ModelConfig, TrackerConfig
+    from abtrack_ros.model import build_model
+    from abtrack_ros.ros.session import STATE_IDLE, TrackingSession
+    from abtrack_ros.tracking import Tracker
+
+    model = build_model(ModelConfig(depth=2, n_enf=1, template_size=32, search_size=64))
+    session = TrackingSession(Tracker(model, TrackerConfig()))
+    frame = np.random.default_rng(0).integers(0, 255, size=(60, 80, 3), dtype=np.uint8)
+    assert session.track(frame, 5) == (None, "") and session.state_name == STATE_IDLE
+    target = session.initialize(frame, [20.0, 20.0, 16.0, 12.0], stamp_ns=1_000)
+    assert session.track(frame, 999) == (None, "")
+    result, tracked_id = session.track(frame, 1_000)
+    assert result is not None and tracked_id == target
+    with pytest.raises(ValueError):
+        session.initialize(frame, [float("nan"), 0.0, 5.0, 5.0], stamp_ns=2_000)
+    assert session.track(frame, 1_500)[1] == target  # the failed init changed nothing

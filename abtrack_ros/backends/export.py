@@ -110,6 +110,7 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, outputs: list[
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
         # onnxscript; these graphs have no control flow, so the classic exporter is exact.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # input checks traced as constants
         torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["x"], output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True)
 

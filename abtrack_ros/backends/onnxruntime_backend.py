@@ -1,6 +1,7 @@
 """ONNX Runtime backend (CPU): per-block graphs, bypassed blocks are never run."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional, Union
 
@@ -34,7 +35,11 @@ def quantized_block(graphs: GraphSet, index: int) -> Path:
         staging = target.with_name(f".{target.name}.tmp")
         # Only the block matmuls: they are ~all of the compute; the convolutions of the
         # embeddings and head stay fp32 (ConvInteger is slow on CPU and costs accuracy).
-        quantize_dynamic(source, staging, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        logging.disable(logging.WARNING)  # the quantiser logs a generic pre-processing hint per call
+        try:
+            quantize_dynamic(source, staging, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         staging.replace(target)
     return target
 

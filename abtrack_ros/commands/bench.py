@@ -15,6 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="timed iterations per measurement")
     parser.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    parser.add_argument("--accuracy-dataset", default=None,
+                        help="FORMAT:PATH for the backends' accuracy check (default: a generated synthetic set)")
+    parser.add_argument("--no-backends", action="store_true",
+                        help="skip the backends comparison (torch/onnxruntime, fp32/bf16/int8)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     try:
         threads = set_threads(args.threads)
-        report = run_benchmark(args.checkpoint, args.device, args.half, threads, settings, log)
+        report = run_benchmark(args.checkpoint, args.device, args.half, threads, settings, log,
+                               accuracy_dataset=args.accuracy_dataset, compare=not args.no_backends,
+                               cache_dir=args.cache_dir)
     except ValueError as exc:
         print(f"abtrack bench: error: {exc}", file=sys.stderr)
         return 2

@@ -74,6 +74,7 @@ def load_tracker(p: node_params.NodeParams) -> Tracker:
             device=resolve_device(p.device),
             half=p.half,
             cfg_overrides={"lost_score": p.lost_score},
+            backend=p.backend,
         )
     except (CheckpointError, ValueError, RuntimeError, OSError, KeyError) as exc:
         where = path if path is not None else "the package default model"
@@ -116,6 +117,7 @@ class TrackerNode(Node):
         self.device = resolve_device(self.params.device)
         tracker = load_tracker(self.params)
         self.weights = tracker.weights_description
+        self._backend = tracker.backend.description
         self._session = TrackingSession(tracker)
         self._session.configure(
             bypass_enabled=self.params.bypass_enabled,
@@ -239,7 +241,7 @@ class TrackerNode(Node):
             return False, self._missing_frame_message(stamp_ns), None
         try:
             frame = self._converter.to_rgb(record.msg)
-            target_id = self._session.initialize(frame, box)
+            target_id = self._session.initialize(frame, box, record.stamp_ns)
         except ImageConversionError as exc:
             return False, f"the image for that stamp is unusable: {exc}", None
         except ValueError as exc:  # the tracker checks the box against this image
@@ -283,7 +285,7 @@ class TrackerNode(Node):
             frame = self._converter.to_rgb(record.msg)
             outcome.conversion_ms = 1000.0 * (time.perf_counter() - start)
             self._counters.add(converted=1)
-            result, target_id = self._session.track(frame)
+            result, target_id = self._session.track(frame, record.stamp_ns)
         except ImageConversionError as exc:
             self._counters.add(converted=1, rejected=1)
             self._counters.set_error(f"image rejected: {exc}")
@@ -353,7 +355,7 @@ class TrackerNode(Node):
             "incompatible_qos_events": str(c.incompatible_qos),
             "state": self._session.state_name,
             "device": self.device,
-            "backend": f"torch ({self.weights}); images: {self._converter.backend}",
+            "backend": f"{self._backend} ({self.weights}); images: {self._converter.backend}",
             "last_error": c.last_error,
         }
         status = DiagnosticStatus(

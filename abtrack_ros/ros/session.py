@@ -24,6 +24,7 @@ class TrackingSession:
         self._lock = threading.Lock()
         self._target_id = ""
         self._state_name = STATE_IDLE
+        self._init_stamp_ns = 0
 
     @property
     def state_name(self) -> str:
@@ -33,12 +34,16 @@ class TrackingSession:
     def num_blocks(self) -> int:
         return self._tracker.num_blocks
 
-    def initialize(self, frame: np.ndarray, box_xywh: list[float]) -> str:
-        """Start a new target; returns its new id. Raises ValueError for a bad frame or box."""
+    def initialize(self, frame: np.ndarray, box_xywh: list[float], stamp_ns: int) -> str:
+        """Start a new target on the image stamped ``stamp_ns``; returns its new id.
+
+        Raises ValueError for a bad frame or box (and then changes nothing).
+        """
         with self._lock:
             self._tracker.initialize(frame, box_xywh)
             self._target_id = uuid.uuid4().hex[:12]
             self._state_name = STATE_TRACKING
+            self._init_stamp_ns = stamp_ns
             return self._target_id
 
     def reset(self) -> bool:
@@ -50,10 +55,14 @@ class TrackingSession:
             self._state_name = STATE_IDLE
             return True
 
-    def track(self, frame: np.ndarray) -> tuple[Optional[TrackResult], str]:
-        """(result, target id) for a frame, or (None, "") while idle."""
+    def track(self, frame: np.ndarray, stamp_ns: int) -> tuple[Optional[TrackResult], str]:
+        """(result, target id) for the image stamped ``stamp_ns``, or (None, "") while idle.
+
+        An image older than the one the target was initialised on (the worker may have taken it
+        just before an init) is not tracked: its box would come from a newer template.
+        """
         with self._lock:
-            if self._state_name == STATE_IDLE:
+            if self._state_name == STATE_IDLE or stamp_ns < self._init_stamp_ns:
                 return None, ""
             result = self._tracker.track(frame)
             self._state_name = result.state

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by `abtrack eval`, `abtrack bench` and `abtrack track`."""
+"""Command-line plumbing shared by `abtrack eval`, `abtrack bench`, `abtrack track` and `abtrack demo`."""
 from __future__ import annotations
 
 import argparse
@@ -9,15 +9,29 @@ import torch
 
 from abtrack_ros.tracking.tracker import Tracker
 
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")  # = abtrack_ros.backends.BACKEND_NAMES
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backend, --int8, --bf16, --cache-dir."""
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="torch",
+                        help="inference backend (default torch); auto = onnxruntime on CPU, tensorrt on CUDA "
+                             "when installed (docs/speed.md)")
+    parser.add_argument("--int8", action="store_true", help="onnxruntime: dynamically quantised int8 blocks")
+    parser.add_argument("--bf16", action="store_true", help="torch on CPU: bfloat16 weights and activations")
+    parser.add_argument("--cache-dir", default=None,
+                        help="folder for exported ONNX graphs / TensorRT engines (default ~/.cache/abtrack_ros)")
+
 
 def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint, --device, --half, --threads."""
+    """--checkpoint, --device, --half, --threads and the backend options."""
     parser.add_argument("--checkpoint", default=None,
                         help="model checkpoint (.pt); default: the package's default model")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and OpenCV (default: torch's default)")
+    add_backend_arguments(parser)
 
 
 def set_threads(threads: Optional[int]) -> int:
@@ -30,6 +44,16 @@ def set_threads(threads: Optional[int]) -> int:
     return torch.get_num_threads()
 
 
+def backend_options_from_args(args: argparse.Namespace):
+    """BackendOptions from --int8/--bf16/--cache-dir (ORT threads follow torch's thread count)."""
+    from abtrack_ros.backends import BackendOptions
+
+    return BackendOptions(int8=getattr(args, "int8", False), bf16=getattr(args, "bf16", False),
+                          cache_dir=getattr(args, "cache_dir", None))
+
+
 def tracker_from_args(args: argparse.Namespace, cfg_overrides: Optional[dict] = None) -> Tracker:
-    """A Tracker from --checkpoint/--device/--half (a warning is logged when the weights are untrained)."""
-    return Tracker.from_checkpoint(args.checkpoint, device=args.device, half=args.half, cfg_overrides=cfg_overrides)
+    """A Tracker from --checkpoint/--device/--half/--backend (a warning is logged when the weights are untrained)."""
+    return Tracker.from_checkpoint(args.checkpoint, device=args.device, half=args.half, cfg_overrides=cfg_overrides,
+                                   backend=getattr(args, "backend", "torch"),
+                                   backend_options=backend_options_from_args(args))
