@@ -13,7 +13,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import cv2
 import numpy as np
@@ -23,6 +23,9 @@ import abtrack_ros
 from abtrack_ros.config import TrackerConfig
 from abtrack_ros.tracking import geometry as geo
 from abtrack_ros.tracking.tracker import RANDOM_WEIGHTS_WARNING, Tracker, default_untrained_config
+
+if TYPE_CHECKING:
+    from abtrack_ros.backends import BackendOptions
 
 CONFIG_NAMES = ("baseline", "bdm", "bdm_vtp")
 BENCH_SEED = 0
@@ -253,6 +256,88 @@ def _per_block_ms(tracker_by_name: dict[str, Tracker], seq: BenchSequence, watch
     return results
 
 
+# The speed goals of docs/speed.md, checked on ratios measured in one run.
+GOAL_STEP_FPS = 60.0
+GOAL_BDM_OVERHEAD_PCT = 3.0
+GOAL_PRUNED_BLOCK_RATIO = 0.75
+GOAL_COST_CURVE_DEVIATION_PCT = 10.0
+GOAL_AUC_DIFF_POINTS = 0.5
+
+
+def interleaved_medians(first: Callable[[], object], second: Callable[[], object], iterations: int,
+                        warmup: int, watch: Stopwatch) -> tuple[float, float]:
+    """Median ms of two calls timed alternately, so that load from other jobs hits both alike."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for i in range(warmup + iterations):
+        for fn, store in ((first, samples[0]), (second, samples[1])):
+            watch._sync()
+            start = time.perf_counter()
+            fn()
+            watch._sync()
+            if i >= warmup:
+                store.append(1000.0 * (time.perf_counter() - start))
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
+def _block_ratios(trackers: dict[str, Tracker], seq: BenchSequence, watch: Stopwatch,
+                  settings: BenchSettings) -> dict[str, float]:
+    """Per optional block, interleaved: (block + its BDM decision, with the bypass token) against the
+    block alone without it (BDM overhead), and the VTP-sliced block against the unpruned one."""
+    bdm, pruned = trackers["bdm"].model.backbone, trackers["bdm_vtp"].model.backbone
+    with torch.inference_mode():
+        tokens = torch.cat([trackers["bdm"].model.embed_template(trackers["bdm"].normalise(seq.template_patch)),
+                            bdm.embed_search(trackers["bdm"].normalise(seq.search_patches[0]))], dim=1)
+        with_bypass = torch.cat([tokens, bdm.bypass_token.expand(1, -1, -1)], dim=1)
+        overheads, ratios = [], []
+        for index in range(bdm.n_enf, bdm.num_blocks):
+            block, decision = bdm.blocks[index], bdm.decisions[index - bdm.n_enf]
+
+            def gated(block=block, decision=decision) -> None:
+                # the decision and its scalar compare as the model makes them; the block then runs
+                # either way: this is the overhead a running block pays for having a BDM
+                float(decision(with_bypass[:, -1])[0]) > bdm.bypass_threshold
+                block(with_bypass)
+
+            plain, with_gate = interleaved_medians(lambda block=block: block(tokens), gated,
+                                                   settings.block_iterations, settings.warmup, watch)
+            overheads.append(100.0 * (with_gate / plain - 1.0))
+            unpruned_ms, pruned_ms = interleaved_medians(
+                lambda block=block: block(with_bypass), lambda i=index: pruned.blocks[i](with_bypass),
+                settings.block_iterations, settings.warmup, watch)
+            ratios.append(pruned_ms / unpruned_ms)
+    return {"bdm_overhead_pct": float(np.mean(overheads)), "pruned_block_ratio": float(np.mean(ratios))}
+
+
+def cost_curve_deviation_pct(curve: list[dict]) -> float:
+    """Largest deviation of a cost-curve point from the least-squares line, in % of the line."""
+    blocks = np.array([p["blocks_executed"] for p in curve], float)
+    times = np.array([p["model_ms_median"] for p in curve], float)
+    if len(curve) < 3:
+        return 0.0  # two points always lie on a line
+    fitted = np.polyval(np.polyfit(blocks, times, 1), blocks)
+    return float(np.max(np.abs(times - fitted) / fitted) * 100.0)
+
+
+def speed_checks(configs: list[dict], cost_curve: list[dict], ratios: dict[str, float], backends: dict) -> dict:
+    """The speed goals and whether this run met them (all from ratios of this one run)."""
+    step_fps = next(c["fps"] for c in configs if c["name"] == "bdm_vtp")
+    deviation = cost_curve_deviation_pct(cost_curve)
+    measured = {"step_fps": step_fps, **ratios, "cost_curve_deviation_pct": deviation}
+    met = {"step_fps": step_fps >= GOAL_STEP_FPS,
+           "bdm_overhead_pct": ratios["bdm_overhead_pct"] < GOAL_BDM_OVERHEAD_PCT,
+           "pruned_block_ratio": ratios["pruned_block_ratio"] <= GOAL_PRUNED_BLOCK_RATIO,
+           "cost_curve_deviation_pct": deviation <= GOAL_COST_CURVE_DEVIATION_PCT}
+    ran = [v for v in backends.get("variants", []) if "skipped" not in v]
+    if ran:
+        measured["max_abs_auc_diff"] = max(abs(v["auc_diff"]) for v in ran)
+        met["max_abs_auc_diff"] = measured["max_abs_auc_diff"] <= GOAL_AUC_DIFF_POINTS
+    goals = {"step_fps": f">= {GOAL_STEP_FPS}", "bdm_overhead_pct": f"< {GOAL_BDM_OVERHEAD_PCT}",
+             "pruned_block_ratio": f"<= {GOAL_PRUNED_BLOCK_RATIO}",
+             "cost_curve_deviation_pct": f"<= {GOAL_COST_CURVE_DEVIATION_PCT}",
+             "max_abs_auc_diff": f"<= {GOAL_AUC_DIFF_POINTS} (points, every backend vs torch fp32)"}
+    return {"measured": measured, "goals": goals, "met": met}
+
+
 @dataclass(frozen=True)
 class BackendVariant:
     """One backend/precision of the ``backends`` comparison."""
@@ -300,7 +385,7 @@ def _tracking_auc(tracker: Tracker, sequences) -> tuple[float, float]:
 
 def compare_backends(model: torch.nn.Module, device: str, half: bool, threads: int, settings: BenchSettings,
                      seq: BenchSequence, sequences: list, variants: tuple[BackendVariant, ...],
-                     cache_dir: Optional[str], log: Callable[[str], None] = print) -> list[dict]:
+                     cache_dir: Optional[str], log: Callable[[str], None] = print, ephemeral: bool = False) -> list[dict]:
     """Step time, FPS and tracking AUC of each backend variant on the same model, in one run.
 
     ``auc_diff`` is the AUC difference (points) to the first variant (torch eager). A variant that
@@ -312,12 +397,14 @@ def compare_backends(model: torch.nn.Module, device: str, half: bool, threads: i
     reference_auc = None
     watch = Stopwatch(torch.device(device))
     for variant in variants:
-        options = BackendOptions(int8=variant.int8, bf16=variant.bf16, cache_dir=cache_dir, threads=threads)
+        options = BackendOptions(int8=variant.int8, bf16=variant.bf16, cache_dir=cache_dir, threads=threads,
+                                 ephemeral=ephemeral)
         start = time.perf_counter()
         try:
-            # bf16 casts the model in place: give it its own copy.
-            tracker = Tracker(copy.deepcopy(model) if variant.bf16 else model, TrackerConfig(), device=device,
-                              half=half, backend=variant.backend, backend_options=options)
+            # Trackers cast their model in place (bf16, fp16): each variant gets its own fp32 copy.
+            tracker = Tracker(copy.deepcopy(model).float(), TrackerConfig(), device=device,
+                              half=half and variant.backend != "onnxruntime", backend=variant.backend,
+                              backend_options=options)
         except BackendUnavailableError as exc:
             rows.append({"name": variant.name, "backend": variant.backend, "skipped": str(exc)})
             continue
@@ -342,15 +429,22 @@ def compare_backends(model: torch.nn.Module, device: str, half: bool, threads: i
 def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: int,
                   settings: BenchSettings, log: Callable[[str], None] = print,
                   accuracy_dataset: Optional[str] = None, compare: bool = True,
-                  cache_dir: Optional[str] = None) -> dict:
+                  cache_dir: Optional[str] = None, backend: str = "torch",
+                  backend_options: Optional["BackendOptions"] = None) -> dict:
     """The whole benchmark; returns the JSON-ready report.
 
     ``compare`` adds the ``backends`` section (bdm_vtp model on every backend/precision, with the
-    tracking AUC on ``accuracy_dataset`` or a generated synthetic set).
+    tracking AUC on ``accuracy_dataset`` or a generated synthetic set). ``backend`` and
+    ``backend_options`` select what runs the three configurations and the cost curve.
     """
+    from abtrack_ros.backends import BackendOptions
+
     models = build_bench_models(checkpoint)
+    untrained = models.weights.startswith(RANDOM_WEIGHTS_WARNING)
+    backend_options = replace(backend_options or BackendOptions(), ephemeral=untrained)
     tracker_cfg = TrackerConfig()
-    trackers = {name: Tracker(m, tracker_cfg, device=device, half=half) for name, m in models.named()}
+    trackers = {name: Tracker(m, tracker_cfg, device=device, half=half, backend=backend,
+                              backend_options=backend_options) for name, m in models.named()}
     reference = trackers["bdm_vtp"]
     seq = BenchSequence.generate(settings.num_frames, reference.template_size, reference.search_size, tracker_cfg)
     watch = Stopwatch(reference.device)
@@ -374,13 +468,15 @@ def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: i
     cost_curve = _cost_curve(reference, seq, watch, settings)
     log("timing single blocks ...")
     per_block = _per_block_ms(trackers, seq, watch, settings)
+    log("timing block ratios (interleaved) ...")
+    ratios = _block_ratios(trackers, seq, watch, settings)
     backends: dict = {}
     if compare:
         variants = CUDA_VARIANTS if reference.device.type == "cuda" else CPU_VARIANTS
         with tempfile.TemporaryDirectory(prefix="abtrack_accuracy_") as tmp:
             sequences, source = accuracy_sequences(accuracy_dataset, settings, tmp)
             rows = compare_backends(models.bdm_vtp, device, half, threads, settings, seq, sequences, variants,
-                                    cache_dir, log)
+                                    cache_dir, log, ephemeral=untrained)
         backends = {"config": "bdm_vtp", "accuracy_dataset": source, "auc_unit": "points (0..100)",
                     "reference": variants[REFERENCE_VARIANT].name, "variants": rows}
     model_cfg = reference.model.config
@@ -391,6 +487,7 @@ def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: i
         "device_name": torch.cuda.get_device_name(reference.device) if reference.device.type == "cuda"
         else platform.processor() or platform.machine(),
         "dtype": "fp16" if half else "fp32",
+        "backend": reference.backend.description,
         "threads": threads,
         "backbone": model_cfg.backbone,
         "num_blocks": reference.model.num_blocks,
@@ -406,6 +503,7 @@ def run_benchmark(checkpoint: Optional[str], device: str, half: bool, threads: i
         "cost_curve": cost_curve,
         "per_block_ms": per_block,
         **({"backends": backends} if compare else {}),
+        "speed_checks": speed_checks(configs, cost_curve, ratios, backends),
     }
 
 
@@ -436,4 +534,9 @@ def format_table(report: dict) -> str:
                 continue
             lines.append(f"| {r['name']} | {r['step_ms_median']:.2f} [{r['step_ms_min']:.2f}, {r['step_ms_max']:.2f}] | "
                          f"{r['fps']:.1f} | {r['auc']:.2f} | {r['auc_diff']:+.2f} |")
+    if report.get("speed_checks"):
+        checks = report["speed_checks"]
+        lines += ["", "| speed check | measured | goal | met |", "|---|---|---|---|"]
+        lines += [f"| {key} | {value:.3f} | {checks['goals'][key]} | {'yes' if checks['met'][key] else 'NO'} |"
+                  for key, value in checks["measured"].items()]
     return "\n".join(lines)

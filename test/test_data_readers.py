@@ -213,3 +213,32 @@ def test_load_frame_is_rgb_and_rejects_bad_files(tmp_path: Path) -> None:
         load_frame(tmp_path / "broken.jpg")
     with pytest.raises(DatasetError, match="not found"):
         load_frame(tmp_path / "missing.jpg")
+
+
+# --------------------------------------------------------------------------- the paper configs' specs
+PAPER_CONFIGS = ("abtrack_vit_tiny", "abtrack_deit_tiny", "abtrack_avit_tiny", "abtrack_deit_small",
+                 "abtrack_deit_base")
+
+
+def test_paper_config_datasets_open_in_their_real_layouts(tmp_path: Path, monkeypatch) -> None:
+    """Every `train.datasets` entry (spec and split) of the paper configs reads its benchmark layout."""
+    from abtrack_ros.config import load_config
+
+    data = tmp_path / "data"
+    make_got10k_train(data / "got10k")
+    make_lasot_sequence(data / "lasot", "airplane", 1, None, None)
+    (data / "lasot" / "training_set.txt").write_text("airplane-1\n")
+    write_frames(data / "coco" / "train2017", ["000000000001.jpg"])
+    (data / "coco" / "annotations").mkdir(parents=True)
+    (data / "coco" / "annotations" / "instances_train2017.json").write_text(json.dumps(
+        {"images": [{"id": 1, "file_name": "000000000001.jpg"}],
+         "annotations": [{"id": 5, "image_id": 1, "bbox": [0, 0, 40, 40], "iscrowd": 0}]}))
+    write_frames(data / "trackingnet" / "TRAIN_0" / "frames" / "seqA", ["0.jpg", "1.jpg"])
+    write_boxes(data / "trackingnet" / "TRAIN_0" / "anno" / "seqA.txt", ["1,1,5,5", "2,1,5,5"])
+    monkeypatch.chdir(tmp_path)  # the configs name paths relative to the working directory
+    repo = Path(__file__).resolve().parent.parent
+    for name in PAPER_CONFIGS:
+        specs = load_config(repo / "config" / "models" / f"{name}.yaml").train.datasets
+        assert {s.spec.partition(":")[0] for s in specs} == {"got10k", "lasot", "coco", "trackingnet"}
+        for spec in specs:
+            assert open_dataset(spec.spec, spec.split), (name, spec)

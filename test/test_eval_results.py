@@ -26,6 +26,25 @@ def test_results_round_trip(tmp_path, fmt, relative):
         layout.read("other", 3)
 
 
+def test_results_side_files_must_match_the_sequence(tmp_path):
+    layout = ResultsLayout(tmp_path, "got10k")
+    boxes = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], float)
+    layout.write(SequenceResult("seq", boxes, np.array([0.1, 0.2]), np.array([[0, 1], [1, 1]], bool)))
+    layout.times_path("seq").write_text("0.1\n")
+    with pytest.raises(ResultsError, match="1 times for a sequence of 2"):
+        layout.read("seq", 2)
+    layout.times_path("seq").write_text("0.1\nfast\n")
+    with pytest.raises(ResultsError, match="not one number per line"):
+        layout.read("seq", 2)
+    layout.times_path("seq").write_text("0.1\n0.2\n")
+    for blocks in ("01\n", "01\n1\n", "01\n12\n"):
+        layout.blocks_path("seq").write_text(blocks)
+        with pytest.raises(ResultsError, match="expected 2 lines of equally many 0/1 digits"):
+            layout.read("seq", 2)
+    layout.blocks_path("seq").write_text("01\n11\n")
+    np.testing.assert_array_equal(layout.read("seq", 2).executed, [[False, True], [True, True]])
+
+
 def test_runner_initialises_on_first_valid_frame(tmp_path):
     frames, gt = [], []
     for i in range(4):

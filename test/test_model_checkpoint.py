@@ -178,3 +178,20 @@ def test_default_checkpoint_path(tmp_path, monkeypatch):
     model = small_model()
     save_checkpoint(target, model, _config(model))
     assert checkpoint_module.default_checkpoint_path() == target
+
+
+@pytest.mark.parametrize("entry, value, message", [
+    ("state_dict", [1, 2], "'state_dict' is not a mapping of names to tensors"),
+    ("state_dict", {"head.score.0.weight": 3}, "'state_dict' is not a mapping of names to tensors"),
+    ("config", 3, "'config' is not a mapping .got int"),
+    ("extra", [1], "'extra' is not a mapping .got list"),
+])
+def test_malformed_entries_are_checkpoint_errors(tmp_path, entry, value, message):
+    model = small_model()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, _config(model))
+    payload = torch.load(path, weights_only=True)
+    payload[entry] = value
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)

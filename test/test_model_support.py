@@ -82,6 +82,7 @@ def test_wrong_type_in_model_config_is_an_error(tmp_path):
     ({"patch_size": 8}, "patch_size"),
     ({"prune_ratio": 1.0}, "prune_ratio"),
     ({"bypass_threshold": 1.5}, "bypass_threshold"),
+    ({"drop_path_rate": -0.1}, "drop_path_rate"),
 ])
 def test_bad_model_settings_are_value_errors(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -86,3 +86,11 @@ def test_validate_box_and_frame():
     for bad in (np.zeros((4, 5, 3), np.float32), np.zeros((4, 5), np.uint8), np.zeros((0, 5, 3), np.uint8), [1, 2]):
         with pytest.raises(ValueError):
             g.validate_frame(bad)
+
+
+def test_hann_window_hand_values():
+    # 1-D Hann of size n without its zero end points: 0.5 - 0.5 cos(2 pi k / (n + 1)), k = 1..n.
+    np.testing.assert_allclose(g.hann_window_2d(3), np.outer([0.5, 1.0, 0.5], [0.5, 1.0, 0.5]), atol=1e-7)
+    k = np.arange(1, 17)
+    one_d = 0.5 - 0.5 * np.cos(2 * np.pi * k / 17)
+    np.testing.assert_allclose(g.hann_window_2d(16), np.outer(one_d, one_d), atol=1e-6)

@@ -87,9 +87,12 @@ def test_giou_and_iou_hand_values():
     giou, iou = giou_and_iou(pred, target)
     assert iou.item() == pytest.approx(1 / 7, rel=1e-5)
     assert giou.item() == pytest.approx(1 / 7 - 2 / 9, rel=1e-5)
-    # Identical boxes: giou = iou = 1; disjoint far apart: giou near -1.
+    # Identical boxes: giou = iou = 1.
     same, _ = giou_and_iou(target, target)
     assert same.item() == pytest.approx(1.0, abs=1e-6)
+    # Disjoint: xyxy (.05,.05,.15,.15) and (.85,.85,.95,.95): iou 0, union .02, hull .81.
+    far, far_iou = giou_and_iou(torch.tensor([[0.1, 0.1, 0.1, 0.1]]), torch.tensor([[0.9, 0.9, 0.1, 0.1]]))
+    assert far_iou.item() == 0.0 and far.item() == pytest.approx(-(0.81 - 0.02) / 0.81, rel=1e-5)
 
 
 def test_l1_box_loss_is_the_mean_abs_error():

@@ -148,16 +148,22 @@ def test_clear_errors_for_bad_data_and_config(tmp_path, synthetic, capsys):
 
 
 def test_ddp_two_processes_with_gloo(tmp_path, synthetic):
+    # All three stages: the gated bdm stage (BDMs trained, blocks skipped in the forward pass) and
+    # the prune stage in between (every process slices its own copy) run under DDP too.
     config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[], batch_size=2,
-                          stage1_vtp={"epochs": 1, "pairs_per_epoch": 8})
+                          stage1_vtp={"epochs": 1, "pairs_per_epoch": 8},
+                          stage3_bdm={"epochs": 1, "pairs_per_epoch": 8, "lr_gates": 0.1})
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "abtrack_ros.cli", "train", "--config", str(config), "--stage", "vtp",
+               "-m", "abtrack_ros.cli", "train", "--config", str(config), "--stage", "all",
                "--out", str(tmp_path / "ddp"), "--device", "cpu"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    log = read_csv(tmp_path / "ddp" / "vtp" / "train_log.csv")
-    # 8 pairs over 2 processes at 2 per step: 2 steps, and the pairs count covers both processes.
-    assert [r["step"] for r in log] == ["2"] and log[-1]["pairs"] == "8"
+    for stage in ("vtp", "bdm"):
+        log = read_csv(tmp_path / "ddp" / stage / "train_log.csv")
+        # 8 pairs over 2 processes at 2 per step: 2 steps, and the pairs count covers both processes.
+        assert [r["step"] for r in log] == ["2"] and log[-1]["pairs"] == "8"
     model, _, extra = load_checkpoint(tmp_path / "ddp" / "vtp" / "model.pt")
     assert extra["stage"] == "vtp" and model.has_vtp_masks
+    final, _, extra = load_checkpoint(tmp_path / "ddp" / "bdm" / "model.pt")
+    assert extra["stage"] == "bdm" and final.bdm_enabled and final.pruning_plan is not None

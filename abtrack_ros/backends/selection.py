@@ -1,7 +1,8 @@
 """Choosing and building a backend by name (``auto`` = the fastest one installed for the device)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,6 +24,9 @@ class BackendOptions:
     bf16: bool = False  # torch on CPU: bfloat16 weights and activations
     cache_dir: Optional[Union[str, Path]] = None  # exported graphs/engines (default ~/.cache/abtrack_ros)
     threads: Optional[int] = None  # onnxruntime intra-op threads (default: torch's thread count)
+    # A model that will not be seen again (random weights): export into a temporary folder that is
+    # deleted once the graphs are loaded, instead of filling the cache with one folder per run.
+    ephemeral: bool = False
 
 
 def resolve_backend_name(name: str, device: torch.device, options: Optional[BackendOptions] = None) -> str:
@@ -51,6 +55,9 @@ def create_backend(name: str, model: ABTrackModel, device: torch.device, half: b
         raise ValueError(f"bf16 is a torch CPU option; backend '{resolved}' does not take it")
     if resolved == "torch":
         return TorchBackend(model, device)
+    if options.ephemeral and options.cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="abtrack_graphs_") as tmp:  # sessions/engines hold the graphs
+            return create_backend(resolved, model, device, half, replace(options, cache_dir=tmp, ephemeral=False))
     if resolved == "onnxruntime":
         if half:
             raise BackendUnavailableError("the onnxruntime backend runs fp32 or int8 on the CPU; half is CUDA only")

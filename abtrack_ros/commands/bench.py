@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from abtrack_ros.tracking.runtime import add_tracker_arguments, set_threads
+from abtrack_ros.tracking.runtime import add_tracker_arguments, backend_options_from_args, set_threads
 
 HELP = "Speed benchmark: model and tracker step, cost curve, per-block times."
 
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         threads = set_threads(args.threads)
         report = run_benchmark(args.checkpoint, args.device, args.half, threads, settings, log,
                                accuracy_dataset=args.accuracy_dataset, compare=not args.no_backends,
-                               cache_dir=args.cache_dir)
+                               cache_dir=args.cache_dir, backend=args.backend,
+                               backend_options=backend_options_from_args(args))
     except ValueError as exc:
         print(f"abtrack bench: error: {exc}", file=sys.stderr)
         return 2

@@ -62,7 +62,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.no_bdm:
             tracker.model.bdm_enabled = False
         meta.update(mode="ran", weights=tracker.weights_description, device=str(tracker.device),
-                    dtype="fp16" if tracker.half else "fp32", bdm=bool(tracker.model.bdm_enabled))
+                    dtype="fp16" if tracker.half else "fp32", bdm=bool(tracker.model.bdm_enabled),
+                    backend=tracker.backend.description)
         results_root = out / "results"
         names = []
         for runner in [ABTrackRunner(tracker), *peers]:

@@ -1,9 +1,11 @@
 """Standard one-pass-evaluation metrics as pure functions.
 
-Conventions (the same as the OTB / LaSOT / GOT-10k toolkits):
+Conventions (those of the OTB / LaSOT / GOT-10k toolkits; where they differ, the choice is named):
 - A frame is scored only when its ground truth is valid: finite, positive width and height and,
   where the dataset says so, the target visible. The init frame (the first valid one, where the
-  tracker is initialised) is never scored: its box is given, not predicted.
+  tracker is initialised) is never scored: its box is given, not predicted. This is the GOT-10k
+  toolkit's rule; the OTB/LaSOT toolkits score it as a perfect frame, which raises their numbers
+  slightly on short sequences.
 - A prediction that is missing (NaN) on a scored frame counts as a failure: IoU 0, infinite
   centre distance.
 - Success at threshold t counts frames with IoU > t (strictly, as the toolkits do), for the 21

@@ -76,9 +76,19 @@ class ResultsLayout:
         if len(boxes) != num_frames:
             raise ResultsError(f"{path}: {len(boxes)} boxes for a sequence of {num_frames} frames")
         times_path = self.times_path(seq)
-        times = np.loadtxt(times_path, ndmin=1) if times_path.is_file() else np.full(num_frames, np.nan)
+        times = np.full(num_frames, np.nan)
+        if times_path.is_file():
+            try:
+                times = np.loadtxt(times_path, ndmin=1)
+            except ValueError as exc:
+                raise ResultsError(f"{times_path}: not one number per line ({exc})") from exc
+            if times.shape != (num_frames,):
+                raise ResultsError(f"{times_path}: {times.size} times for a sequence of {num_frames} frames")
         executed = None
-        if self.blocks_path(seq).is_file():
-            lines = [ln.strip() for ln in self.blocks_path(seq).read_text().splitlines() if ln.strip()]
+        blocks_path = self.blocks_path(seq)
+        if blocks_path.is_file():
+            lines = [ln.strip() for ln in blocks_path.read_text().splitlines() if ln.strip()]
+            if len(lines) != num_frames or len({len(ln) for ln in lines}) != 1 or set("".join(lines)) - {"0", "1"}:
+                raise ResultsError(f"{blocks_path}: expected {num_frames} lines of equally many 0/1 digits")
             executed = np.array([[c == "1" for c in ln] for ln in lines], dtype=bool)
         return SequenceResult(name=seq, boxes=boxes, times=times, executed=executed)

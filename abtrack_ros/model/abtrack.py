@@ -115,6 +115,8 @@ def build_model(cfg: ModelConfig) -> ABTrackModel:
         raise ValueError(f"unknown gate '{cfg.gate}' (choose one of: {', '.join(GATES)})")
     if not 0.0 <= cfg.prune_ratio < 1.0:
         raise ValueError(f"prune_ratio must be in [0, 1), got {cfg.prune_ratio}")
+    if not 0.0 <= cfg.drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {cfg.drop_path_rate}")
     vit = create_timm_vit(cfg.backbone)
     patch = vit.patch_embed.patch_size[0]
     if cfg.patch_size != patch:

@@ -103,6 +103,12 @@ def _read_payload(path: Path) -> dict:
     missing = {"state_dict", "config", "pruning_plan", "extra"} - set(payload)
     if missing:
         raise CheckpointError(path, f"missing entries: {', '.join(sorted(missing))}")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(path, "'state_dict' is not a mapping of names to tensors")
+    for key in ("config", "extra"):
+        if not isinstance(payload[key], dict):
+            raise CheckpointError(path, f"'{key}' is not a mapping (got {type(payload[key]).__name__})")
     return payload
 
 

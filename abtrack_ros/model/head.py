@@ -6,7 +6,7 @@ from torch import nn
 
 # Sigmoid outputs are kept off 0 and 1 so the focal loss's log terms stay finite.
 SIGMOID_CLAMP = 1e-4
-# Each branch narrows its width by this factor per Conv-BN-ReLU layer (256 -> 128 -> 64 -> 32).
+# Conv-BN-ReLU layers per branch; each halves the width (256 -> 128 -> 64 -> 32).
 BRANCH_DEPTH = 4
 
 

@@ -1,6 +1,7 @@
 """The single-object tracker around an ABTrack model: crops, model call, Hann window, map-back."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -136,6 +137,9 @@ class Tracker:
             model = model_api.build_model(cfg.model)
             description = RANDOM_WEIGHTS_WARNING
             LOG.warning(description)
+            from abtrack_ros.backends import BackendOptions
+
+            backend_options = dataclasses.replace(backend_options or BackendOptions(), ephemeral=True)
         tracker_cfg = from_dict(TrackerConfig, {**to_dict(cfg.tracker), **(cfg_overrides or {})}, "tracker")
         tracker = cls(model, tracker_cfg, device=device, half=half, backend=backend,
                       backend_options=backend_options)

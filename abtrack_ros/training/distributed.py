@@ -67,14 +67,6 @@ class DistributedContext:
         if self.distributed:
             dist.barrier()
 
-    def mean(self, values: list[float]) -> list[float]:
-        """Average a few numbers over all processes (epoch summaries)."""
-        if not self.distributed:
-            return list(values)
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return (tensor / self.world_size).tolist()
-
     def wrap(self, model: nn.Module) -> nn.Module:
         """DDP wrapper for training. ``find_unused_parameters=True`` because a stage can leave
         parameters without gradient on a step (frozen or bypassed paths)."""

@@ -87,14 +87,6 @@ class Progress:
         else:
             print(f"{self.description} {format_metrics(metrics)}", flush=True)
 
-    def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.write(text)
-        else:
-            print(text, flush=True)
-
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

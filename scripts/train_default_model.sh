@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Reproduce the package's default model (abtrack_ros/resources/default_model.pt) and the numbers
+# of its model card, on a CPU (about 75 minutes on 2 cores) or a GPU (--device cuda).
+#   scripts/train_default_model.sh [RUN_DIR] [extra `abtrack train` options, e.g. --device cuda]
+# Steps: synthetic data from real photographs (fixed seeds), the three training stages
+# (config/models/abtrack_default_cpu.yaml), an fp16 copy into the package, then evaluation on a
+# held-out set (seeds never used in training) against OpenCV CSRT, and the speed benchmark.
+# Each step is skipped when its output exists, so an interrupted run continues where it stopped
+# (a stage interrupted mid-way continues with `abtrack train ... --resume RUN/STAGE/checkpoint.pt`).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="${1:-$ROOT/runs/default}"
+shift || true
+TRAIN_OPTIONS=("$@")
+CONFIG="$ROOT/config/models/abtrack_default_cpu.yaml"
+DATA="$ROOT/data"
+SHIPPED="$ROOT/abtrack_ros/resources/default_model.pt"
+
+"$ROOT/scripts/setup.sh"
+# shellcheck disable=SC1091
+. "$ROOT/scripts/env.sh"
+cd "$ROOT"
+say() { echo "[default-model] $*"; }
+
+synth() {  # OUT SPLIT SEQUENCES FRAMES SEED DIFFICULTY
+    if [ -f "$1/$2/meta.json" ]; then say "data: $1/$2 exists"; return; fi
+    abtrack synth --out "$1" --split "$2" --sequences "$3" --frames "$4" --seed "$5" --difficulty "$6"
+}
+# Training data (the config's train.datasets), validation (train.val_datasets), held-out test set.
+synth "$DATA/default_train/easy"   train 120 40 1000 easy
+synth "$DATA/default_train/medium" train 200 40 1001 medium
+synth "$DATA/default_train/hard"   train 120 40 1002 hard
+synth "$DATA/default_val"          val   10  40 8001 medium
+synth "$DATA/default_heldout"      val   20  80 9001 medium
+
+stage() {  # STAGE [INIT]
+    if [ -f "$RUN/$1/model.pt" ]; then say "stage $1: $RUN/$1/model.pt exists"; return; fi
+    local init=()
+    [ -n "${2:-}" ] && init=(--init "$2")
+    abtrack train --config "$CONFIG" --stage "$1" "${init[@]}" --out "$RUN" "${TRAIN_OPTIONS[@]}"
+}
+stage vtp
+stage prune "$RUN/vtp/model.pt"
+stage bdm "$RUN/prune/model.pt"
+
+say "shipping $RUN/bdm/model.pt as $SHIPPED (fp16 storage)"
+python - "$RUN/bdm/model.pt" "$SHIPPED" <<'EOF'
+import sys
+from abtrack_ros.model import load_checkpoint, save_checkpoint
+model, cfg, extra = load_checkpoint(sys.argv[1])
+save_checkpoint(sys.argv[2], model, cfg, extra, half=True)
+EOF
+
+say "evaluating on the held-out set (with and without bypass) and benchmarking"
+abtrack eval --dataset synthetic:data/default_heldout --split val --checkpoint "$SHIPPED" \
+    --peers csrt,kcf --plot-sequence none --out "$RUN/eval_heldout"
+abtrack eval --dataset synthetic:data/default_heldout --split val --checkpoint "$SHIPPED" \
+    --no-bdm --plot-sequence none --out "$RUN/eval_heldout_nobdm"
+abtrack bench --checkpoint "$SHIPPED" --json >"$RUN/bench.json"
+say "done: $RUN/eval_heldout/report.md, $RUN/eval_heldout_nobdm/report.md, $RUN/bench.json"
