@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from abtrack_ros.backends import (BackendOptions, BackendUnavailableError, OnnxRuntimeBackend, TorchBackend,
-                                  create_backend, export_graphs, model_digest, resolve_backend_name)
+from abtrack_ros.backends import (BackendOptions, BackendUnavailableError, GatedDriver, OnnxRuntimeBackend,
+                                  TorchBackend, create_backend, export_graphs, model_digest, resolve_backend_name)
 from abtrack_ros.config import ModelConfig, TrackerConfig
 from abtrack_ros.model import build_model, prune_model
 from abtrack_ros.tracking import Tracker
@@ -87,8 +87,7 @@ def test_bypassed_blocks_are_not_run(model, ort_fp32):
 
     backend = copy.copy(ort_fp32)
     backend._blocks = [Counting(i, s) for i, s in enumerate(ort_fp32._blocks)]
-    backend._driver = copy.copy(ort_fp32._driver)
-    backend._driver.run_block = backend._run_block
+    backend._driver = GatedDriver(model, backend)
     template, search = _inputs(0)
     pattern = [True, False, True, False]
     model.set_forced_pattern(pattern)
@@ -184,7 +183,7 @@ def test_auto_picks_onnxruntime_on_cpu_unless_bf16():
     assert resolve_backend_name("torch", torch.device("cpu")) == "torch"
 
 
-def test_node_parameter_selects_the_backend(model, tmp_path):
+def test_node_parameter_selects_the_backend(model, tmp_path, monkeypatch):
     from abtrack_ros.config import ABTrackConfig
     from abtrack_ros.model import save_checkpoint
     from abtrack_ros.ros import params as node_params
@@ -192,10 +191,26 @@ def test_node_parameter_selects_the_backend(model, tmp_path):
     pytest.importorskip("vision_msgs", reason="the node needs the ROS interfaces (. .colcon/install/setup.bash)")
     from abtrack_ros.ros.node import load_tracker
 
+    monkeypatch.setenv("ABTRACK_CACHE_DIR", str(tmp_path / "cache"))  # not the user's ~/.cache
     path = tmp_path / "pruned.pt"
     save_checkpoint(path, model, ABTrackConfig(model=model.config))
     values = {spec.name: spec.default for spec in node_params.PARAMETERS}
     values.update(checkpoint=str(path), device="cpu", backend="onnxruntime")
     tracker = load_tracker(node_params.NodeParams.from_values(values))
     assert tracker.backend.name == "onnxruntime"
+    assert list((tmp_path / "cache" / "onnx").iterdir())
     assert node_params.validate("backend", "onnx") == "backend must be one of torch, auto, onnxruntime, tensorrt; got 'onnx'"
+
+
+def test_numpy_decisions_equal_the_torch_bdms(model):
+    from abtrack_ros.backends.gating import NumpyDecisions
+
+    decisions = NumpyDecisions(model)
+    generator = torch.Generator().manual_seed(3)
+    for scale in (1.0, 100.0):  # 100: saturated logits of both signs (a stable sigmoid is needed)
+        tokens = torch.randn(5, model.backbone.bypass_token.shape[-1], generator=generator) * scale
+        for index, module in enumerate(model.backbone.decisions):
+            with torch.no_grad():
+                expected = module(tokens).numpy()
+            got = [decisions(index, token) for token in tokens.numpy()]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)

@@ -1,60 +1,96 @@
 """The BDM gate loop for graph backends: run exported block graphs only when the gate says so.
 
 The torch model decides inside ``OneStreamViT.forward``; a graph backend cannot branch inside a
-graph, so it exports one graph per block and this driver makes the decisions between them, with
-the model's own BDM modules (so ``p_i`` is computed by exactly the same code as in torch). At
-batch 1 each decision is one 192-float dot product and one scalar compare.
+graph, so it exports one graph per block and ``GatedDriver`` makes the decisions between them,
+following the model's switches (``bdm_enabled``, ``bypass_threshold``, ``forced_pattern``) at
+every call. The tokens stay in the backend's own array type between blocks (numpy for ONNX
+Runtime, CUDA tensors for TensorRT): ``GraphOps`` is what a backend provides.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+import math
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from abtrack_ros.model import ABTrackModel, ModelOutput, decode_boxes
 
-BlockRunner = Callable[[int, torch.Tensor], torch.Tensor]
-HeadRunner = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+Array = Any  # numpy.ndarray or torch.Tensor, whichever the backend's graphs take
+
+
+class GraphOps(Protocol):
+    """The per-graph operations a backend provides to the driver (batch 1)."""
+
+    def to_array(self, tensor: torch.Tensor) -> Array: ...
+
+    def embed_search(self, search: torch.Tensor) -> Array: ...
+
+    def concat(self, parts: list[Array]) -> Array: ...
+
+    def bypass_token(self) -> Array: ...  # 1 x 1 x D
+
+    def decide(self, decision: int, x: Array) -> float: ...  # p of the bypass token x[:, -1]
+
+    def run_block(self, index: int, x: Array) -> Array: ...
+
+    def run_head(self, search_tokens: Array) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+class NumpyDecisions:
+    """All BDMs of a model as one float32 matrix: ``p_i = sigmoid(w_i . b + c_i)`` in numpy.
+
+    Right after a block graph ran, a chain of small torch ops costs 50-70 us (cold caches and
+    dispatch); one numpy dot product and a scalar sigmoid cost about 10 us (docs/speed.md).
+    """
+
+    def __init__(self, model: ABTrackModel) -> None:
+        decisions = model.backbone.decisions
+        if len(decisions):
+            self.weights = torch.cat([d.linear.weight.detach() for d in decisions]).float().cpu().numpy()
+            self.biases = [float(d.linear.bias.detach()) for d in decisions]
+        else:
+            self.weights, self.biases = np.zeros((0, 0), np.float32), []
+
+    def __call__(self, decision: int, bypass_token: np.ndarray) -> float:
+        logit = float(np.dot(self.weights[decision], bypass_token)) + self.biases[decision]
+        return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
 
 
 class GatedDriver:
-    """Batch-1 forward pass over per-block runners, following the model's gates and switches."""
+    """Batch-1 forward pass over per-block graphs, following the model's gates and switches."""
 
-    def __init__(self, model: ABTrackModel, embed_search: Callable[[torch.Tensor], torch.Tensor],
-                 run_block: BlockRunner, run_head: HeadRunner) -> None:
+    def __init__(self, model: ABTrackModel, ops: GraphOps) -> None:
         self.model = model
-        self.embed_search = embed_search
-        self.run_block = run_block
-        self.run_head = run_head
+        self.ops = ops
 
     def forward(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
-        backbone = self.model.backbone
+        backbone, ops = self.model.backbone, self.ops
         bdm = backbone.bdm_enabled
-        forced: Optional[list[bool]] = backbone.forced_pattern
+        forced = backbone.forced_pattern
         threshold = backbone.bypass_threshold
-        search_tokens = self.embed_search(search)
-        parts = [template_tokens, search_tokens]
+        search_tokens = ops.embed_search(search)
+        parts = [ops.to_array(template_tokens), search_tokens]
         if bdm:
-            parts.append(backbone.bypass_token.to(search_tokens.dtype).expand(1, -1, -1))
-        x = torch.cat(parts, dim=1)
+            parts.append(ops.bypass_token())
+        x = ops.concat(parts)
         n = backbone.num_blocks
         probs = [0.0] * n
         executed = [True] * n
         for index in range(n):
             run = True
             if bdm and index >= backbone.n_enf:
-                bypass_token = x[:, -1].to(backbone.bypass_token.dtype)
-                probs[index] = float(backbone.decisions[index - backbone.n_enf](bypass_token)[0])
+                probs[index] = ops.decide(index - backbone.n_enf, x)
                 run = probs[index] <= threshold
             if forced is not None:
                 run = forced[index]
             if run:
-                x = self.run_block(index, x)
+                x = ops.run_block(index, x)
             executed[index] = run
         start = template_tokens.shape[1]
-        score_map, offset_map, size_map = self.run_head(x[:, start:start + search_tokens.shape[1]])
+        score_map, offset_map, size_map = ops.run_head(x[:, start:start + search_tokens.shape[1]])
         boxes, scores = decode_boxes(score_map, offset_map, size_map)
         device = score_map.device
         return ModelOutput(score_map, offset_map, size_map, boxes, scores,
-                           torch.tensor([probs], device=device),
+                           torch.tensor([probs], dtype=score_map.dtype, device=device),
                            torch.tensor([executed], dtype=torch.bool, device=device))

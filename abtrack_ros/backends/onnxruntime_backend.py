@@ -12,7 +12,7 @@ from abtrack_ros.model import ABTrackModel, ModelOutput
 
 from .base import BackendUnavailableError, InferenceBackend, require_batch_one
 from .export import GraphSet, export_graphs
-from .gating import GatedDriver
+from .gating import GatedDriver, NumpyDecisions
 
 INT8_SUFFIX = ".int8.onnx"
 
@@ -49,6 +49,7 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     The BDM gate of block ``i`` is decided in Python between the block graphs (``GatedDriver``),
     so a bypassed block costs nothing. ``int8=True`` runs dynamically quantised block graphs.
+    The weights (graphs, BDMs, bypass token) are read once, here; the switches at every call.
     """
 
     name = "onnxruntime"
@@ -83,29 +84,42 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._blocks = [session(quantized_block(self.graphs, i) if int8 else self.graphs.path(self.graphs.block_name(i)))
                         for i in range(model.num_blocks)]
         self._head = session(self.graphs.path("head"))
-        self._driver = GatedDriver(model, self._embed_search, self._run_block, self._run_head)
+        self._bypass_token = self.to_array(model.backbone.bypass_token)
+        self._decisions = NumpyDecisions(model)
+        self._driver = GatedDriver(model, self)
 
     @property
     def description(self) -> str:
         return f"onnxruntime {'int8 (dynamic)' if self.int8 else 'fp32'}, {self.threads} threads"
 
+    # ---- GraphOps: tokens stay numpy float32 between the graphs
     @staticmethod
-    def _run(session, x: torch.Tensor) -> list[torch.Tensor]:
-        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return [torch.from_numpy(out) for out in session.run(None, {"x": array})]
+    def to_array(tensor: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
 
-    def _embed_search(self, search: torch.Tensor) -> torch.Tensor:
-        return self._run(self._search, search)[0]
+    def embed_search(self, search: torch.Tensor) -> np.ndarray:
+        return self._search.run(None, {"x": self.to_array(search)})[0]
 
-    def _run_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        return self._run(self._blocks[index], x)[0]
+    @staticmethod
+    def concat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts, axis=1)
 
-    def _run_head(self, search_tokens: torch.Tensor):
-        return tuple(self._run(self._head, search_tokens))
+    def bypass_token(self) -> np.ndarray:
+        return self._bypass_token
+
+    def decide(self, decision: int, x: np.ndarray) -> float:
+        return self._decisions(decision, x[0, -1])
+
+    def run_block(self, index: int, x: np.ndarray) -> np.ndarray:
+        return self._blocks[index].run(None, {"x": x})[0]
+
+    def run_head(self, search_tokens: np.ndarray):
+        outputs = self._head.run(None, {"x": np.ascontiguousarray(search_tokens)})
+        return tuple(torch.from_numpy(out) for out in outputs)
 
     def embed_template(self, template: torch.Tensor) -> torch.Tensor:
         require_batch_one(template, self.name)
-        return self._run(self._template, template)[0]
+        return torch.from_numpy(self._template.run(None, {"x": self.to_array(template)})[0])
 
     def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         require_batch_one(search, self.name)

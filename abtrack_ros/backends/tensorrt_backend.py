@@ -128,14 +128,36 @@ class TensorRTBackend(InferenceBackend):
                 tokens = (sequence, sequence + 1) if name.startswith("block_") else None
                 build_engine(graphs.path(name), path, half, tokens)
             self._engines[name] = _Engine(path, device)
-        self._driver = GatedDriver(
-            model, lambda s: self._engines["search_embed"](s)[0],
-            lambda i, x: self._engines[GraphSet.block_name(i)](x)[0],
-            lambda t: tuple(self._engines["head"](t)))
+        self._driver = GatedDriver(model, self)
 
     @property
     def description(self) -> str:
         return f"tensorrt {'fp16' if self.half else 'fp32'}"
+
+    # ---- GraphOps: tokens stay fp32 CUDA tensors between the engines
+    def to_array(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self.device, torch.float32)
+
+    def embed_search(self, search: torch.Tensor) -> torch.Tensor:
+        return self._engines["search_embed"](search)[0]
+
+    @staticmethod
+    def concat(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(parts, dim=1)
+
+    def bypass_token(self) -> torch.Tensor:
+        return self.model.backbone.bypass_token.float()
+
+    def decide(self, decision: int, x: torch.Tensor) -> float:
+        # The model's own BDM on the GPU; float() is the one device->host sync of this gate.
+        module = self.model.backbone.decisions[decision]
+        return float(module(x[:, -1].to(module.linear.weight.dtype)))
+
+    def run_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        return self._engines[GraphSet.block_name(index)](x)[0]
+
+    def run_head(self, search_tokens: torch.Tensor):
+        return tuple(self._engines["head"](search_tokens))
 
     def embed_template(self, template: torch.Tensor) -> torch.Tensor:
         require_batch_one(template, self.name)
