@@ -27,6 +27,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="Model checkpoint (.pt); empty = the package default model."),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N."),
+        DeclareLaunchArgument("backend", default_value="auto",
+                              description="auto (fastest installed), torch, onnxruntime or tensorrt."),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use the /clock topic (rosbag replay) as ROS time."),
         DeclareLaunchArgument("use_compressed", default_value="false",
@@ -35,6 +37,7 @@ def generate_launch_description() -> LaunchDescription:
     overrides = {
         "checkpoint": LaunchConfiguration("checkpoint"),
         "device": LaunchConfiguration("device"),
+        "backend": LaunchConfiguration("backend"),
         "use_sim_time": PythonExpression(["'", LaunchConfiguration("use_sim_time"), "'.lower() == 'true'"]),
         "use_compressed": PythonExpression(["'", LaunchConfiguration("use_compressed"), "'.lower() == 'true'"]),
     }

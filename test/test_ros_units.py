@@ -85,7 +85,7 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
 def test_launch_file_structure():
     tree = ast.parse((REPO / "launch" / "tracker.launch.py").read_text())
     declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
-    assert declared == {"image_topic", "namespace", "params_file", "checkpoint", "device", "use_sim_time",
+    assert declared == {"image_topic", "namespace", "params_file", "checkpoint", "device", "backend", "use_sim_time",
                         "use_compressed"}
     for call in _calls(tree, "DeclareLaunchArgument"):
         keywords = {k.arg for k in call.keywords}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from abtrack_ros.tracking.runtime import BACKEND_CHOICES
+
 HELP = "The main demo: a camera replays a sequence to the tracker node over DDS; summary and video."
 DEFAULT_FRAMES = 120
 DEFAULT_OUT = "outputs/demo"
@@ -43,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sequence")
     parser.add_argument("--checkpoint", default="", help="model checkpoint; default: the package's model")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="inference backend of the node (default auto: the fastest installed)")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder ({DEFAULT_OUT})")
     parser.add_argument("--startup-timeout", type=_positive(float), default=120.0,
                         help="seconds to wait for the node to load the model")
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print("abtrack demo: --video/--frames/--webcam need --box x,y,w,h (the target in the first frame)")
         return 2
     opts = DemoOptions(out_dir=args.out, rate_hz=args.rate, checkpoint=args.checkpoint, device=args.device,
+                       backend=args.backend,
                        startup_timeout_s=args.startup_timeout, quiet=args.quiet)
     with tempfile.TemporaryDirectory(prefix="abtrack_demo_") as tmp:
         try:

@@ -45,6 +45,7 @@ class DemoOptions:
     rate_hz: float = 30.0
     checkpoint: str = ""
     device: str = "auto"
+    backend: str = "auto"
     startup_timeout_s: float = 120.0
     quiet: bool = False
 
@@ -120,7 +121,7 @@ class NodeProcess:
     """The tracker node in its own process (like `ros2 run`), logging into a file."""
 
     def __init__(self, opts: DemoOptions) -> None:
-        args = ["-r", f"__ns:={DEMO_NAMESPACE}", "-p", f"device:={opts.device}"]
+        args = ["-r", f"__ns:={DEMO_NAMESPACE}", "-p", f"device:={opts.device}", "-p", f"backend:={opts.backend}"]
         if opts.checkpoint:
             args += ["-p", f"checkpoint:={opts.checkpoint}"]
         self.log_path = opts.out_dir / NODE_LOG_NAME

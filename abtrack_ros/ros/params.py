@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 QOS_RELIABILITIES = ("best_effort", "reliable")
-BACKENDS = ("torch", "auto", "onnxruntime", "tensorrt")  # abtrack_ros.backends.BACKEND_NAMES
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")  # abtrack_ros.backends.BACKEND_NAMES
 
 Value = Union[bool, int, float, str]
 
@@ -37,9 +37,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "Torch device: auto (cuda if available), cpu, cuda or cuda:N.",
               pattern=DEVICE_PATTERN),
     ParamSpec("half", False, "Run the model in float16 (CUDA only)."),
-    ParamSpec("backend", "torch",
-              "Inference backend: torch, auto (onnxruntime on CPU, tensorrt on CUDA when installed), "
-              "onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKENDS),
+    ParamSpec("backend", "auto",
+              "Inference backend: auto (the fastest installed: onnxruntime on CPU, tensorrt on CUDA), "
+              "torch, onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKENDS),
     ParamSpec("bypass_enabled", True, "Let the bypass decision modules skip blocks.",
               read_only=False),
     ParamSpec("bypass_threshold", 0.5, "A block is skipped when its bypass probability exceeds this.",

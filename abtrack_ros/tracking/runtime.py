@@ -14,9 +14,9 @@ BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")  # = abtrack_ros.
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """--backend, --int8, --bf16, --cache-dir."""
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="torch",
-                        help="inference backend (default torch); auto = onnxruntime on CPU, tensorrt on CUDA "
-                             "when installed (docs/speed.md)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="inference backend (default auto: the fastest installed, onnxruntime on CPU, "
+                             "tensorrt on CUDA; docs/speed.md)")
     parser.add_argument("--int8", action="store_true", help="onnxruntime: dynamically quantised int8 blocks")
     parser.add_argument("--bf16", action="store_true", help="torch on CPU: bfloat16 weights and activations")
     parser.add_argument("--cache-dir", default=None,
@@ -55,5 +55,5 @@ def backend_options_from_args(args: argparse.Namespace):
 def tracker_from_args(args: argparse.Namespace, cfg_overrides: Optional[dict] = None) -> Tracker:
     """A Tracker from --checkpoint/--device/--half/--backend (a warning is logged when the weights are untrained)."""
     return Tracker.from_checkpoint(args.checkpoint, device=args.device, half=args.half, cfg_overrides=cfg_overrides,
-                                   backend=getattr(args, "backend", "torch"),
+                                   backend=args.backend,
                                    backend_options=backend_options_from_args(args))
