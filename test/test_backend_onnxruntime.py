@@ -199,7 +199,7 @@ def test_node_parameter_selects_the_backend(model, tmp_path, monkeypatch):
     tracker = load_tracker(node_params.NodeParams.from_values(values))
     assert tracker.backend.name == "onnxruntime"
     assert list((tmp_path / "cache" / "onnx").iterdir())
-    assert node_params.validate("backend", "onnx") == "backend must be one of torch, auto, onnxruntime, tensorrt; got 'onnx'"
+    assert node_params.validate("backend", "onnx") == "backend must be one of auto, torch, onnxruntime, tensorrt; got 'onnx'"
 
 
 def test_numpy_decisions_equal_the_torch_bdms(model):
