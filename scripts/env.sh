@@ -10,4 +10,7 @@ case $- in *u*) _abtrack_u=1; set +u ;; *) _abtrack_u=0 ;; esac
 [ "$_abtrack_u" = 1 ] && set -u
 # The ROS wheels install their share/ (ament index, message types) under the venv itself.
 case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *) export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VIRTUAL_ENV" ;; esac
+# The repository's abtrack_ros must come before the colcon install's (which rosidl generates with
+# only msg/ and srv/ and an empty __init__); its __init__ then adds the install's msg/srv.
+export PYTHONPATH="$_abtrack_root${PYTHONPATH:+:$PYTHONPATH}"
 unset _abtrack_root _abtrack_u

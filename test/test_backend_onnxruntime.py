@@ -177,9 +177,10 @@ def test_bad_requests_are_clear_errors(model, ort_fp32, cache):
                 backend_options=BackendOptions(bf16=True, cache_dir=cache))
 
 
-def test_auto_picks_onnxruntime_on_cpu_unless_bf16():
-    assert resolve_backend_name("auto", torch.device("cpu")) == "onnxruntime"
+def test_auto_picks_torch_on_cpu_unless_int8():
+    assert resolve_backend_name("auto", torch.device("cpu")) == "torch"
     assert resolve_backend_name("auto", torch.device("cpu"), BackendOptions(bf16=True)) == "torch"
+    assert resolve_backend_name("auto", torch.device("cpu"), BackendOptions(int8=True)) == "onnxruntime"
     assert resolve_backend_name("torch", torch.device("cpu")) == "torch"
 
 

@@ -141,3 +141,14 @@ def test_pub_sub_and_service_across_processes():
         rclpy.shutdown()
         peer.kill()
         peer.wait()
+
+
+def test_package_imports_whole_from_any_directory(tmp_path):
+    """The repository's abtrack_ros (not the rosidl-generated stub in the colcon install) is the
+    package, and its msg/srv come from the install: both from a directory outside the repo."""
+    code = ("import abtrack_ros, abtrack_ros.msg, abtrack_ros.srv, abtrack_ros.cli;"
+            "print(abtrack_ros.__version__, abtrack_ros.cli.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    version, cli_file = out.stdout.split()
+    assert version and Path(cli_file).resolve() == ROOT / "abtrack_ros" / "cli.py"

@@ -75,6 +75,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # One session per graph, each with its own thread pool: spinning pools starve each
+        # other (and torch) on a few cores, so idle threads sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def session(path: Path) -> "ort.InferenceSession":
             return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
