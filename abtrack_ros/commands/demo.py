@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                         help="inference backend of the node (default auto: the fastest installed)")
+    parser.add_argument("--threads", type=_positive(int), default=1,
+                        help="CPU threads of the node's model (default 1: the camera shares the machine)")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder ({DEFAULT_OUT})")
     parser.add_argument("--startup-timeout", type=_positive(float), default=120.0,
                         help="seconds to wait for the node to load the model")
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print("abtrack demo: --video/--frames/--webcam need --box x,y,w,h (the target in the first frame)")
         return 2
     opts = DemoOptions(out_dir=args.out, rate_hz=args.rate, checkpoint=args.checkpoint, device=args.device,
-                       backend=args.backend,
+                       backend=args.backend, threads=args.threads,
                        startup_timeout_s=args.startup_timeout, quiet=args.quiet)
     with tempfile.TemporaryDirectory(prefix="abtrack_demo_") as tmp:
         try:

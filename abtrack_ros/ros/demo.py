@@ -46,6 +46,8 @@ class DemoOptions:
     checkpoint: str = ""
     device: str = "auto"
     backend: str = "auto"
+    # The camera and this client share the machine with the node: leave them a core.
+    threads: int = 1
     startup_timeout_s: float = 120.0
     quiet: bool = False
 
@@ -121,7 +123,8 @@ class NodeProcess:
     """The tracker node in its own process (like `ros2 run`), logging into a file."""
 
     def __init__(self, opts: DemoOptions) -> None:
-        args = ["-r", f"__ns:={DEMO_NAMESPACE}", "-p", f"device:={opts.device}", "-p", f"backend:={opts.backend}"]
+        args = ["-r", f"__ns:={DEMO_NAMESPACE}", "-p", f"device:={opts.device}", "-p", f"backend:={opts.backend}",
+                "-p", f"threads:={opts.threads}"]
         if opts.checkpoint:
             args += ["-p", f"checkpoint:={opts.checkpoint}"]
         self.log_path = opts.out_dir / NODE_LOG_NAME
