@@ -22,7 +22,7 @@ import torch
 import abtrack_ros
 from abtrack_ros.config import TrackerConfig
 from abtrack_ros.tracking import geometry as geo
-from abtrack_ros.tracking.tracker import RANDOM_WEIGHTS_WARNING, Tracker, default_untrained_config
+from abtrack_ros.tracking.tracker import RANDOM_WEIGHTS_WARNING, Tracker, load_model_or_untrained
 
 if TYPE_CHECKING:
     from abtrack_ros.backends import BackendOptions
@@ -116,14 +116,7 @@ def build_bench_models(checkpoint: Optional[str]) -> BenchModels:
     """baseline / bdm / bdm_vtp from one checkpoint (None = the default model)."""
     from abtrack_ros import model as model_api
 
-    path = checkpoint if checkpoint is not None else model_api.default_checkpoint_path()
-    if path is not None:
-        model, cfg, _ = model_api.load_checkpoint(path, map_location="cpu")
-        weights = f"checkpoint {path}"
-    else:
-        cfg = default_untrained_config()
-        model = model_api.build_model(cfg.model)
-        weights = f"{RANDOM_WEIGHTS_WARNING} (fresh {cfg.model.backbone} default config)"
+    model, cfg, weights = load_model_or_untrained(checkpoint)
     notes = []
     if model.pruning_plan is not None:
         bdm_vtp = model

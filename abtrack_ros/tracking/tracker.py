@@ -16,6 +16,7 @@ from abtrack_ros.tracking import geometry as geo
 
 if TYPE_CHECKING:
     from abtrack_ros.backends import BackendOptions
+    from abtrack_ros.model import ABTrackModel
 
 LOG = logging.getLogger(__name__)
 
@@ -125,17 +126,8 @@ class Tracker:
         When no default checkpoint ships, the default model config is built with random weights
         and ``weights_description`` says so (and a warning is logged).
         """
-        from abtrack_ros import model as model_api
-
-        if path is None:
-            path = model_api.default_checkpoint_path()
-        if path is not None:
-            model, cfg, _extra = model_api.load_checkpoint(path, map_location="cpu")
-            description = f"checkpoint {path}"
-        else:
-            cfg = default_untrained_config()
-            model = model_api.build_model(cfg.model)
-            description = RANDOM_WEIGHTS_WARNING
+        model, cfg, description = load_model_or_untrained(path)
+        if description.startswith(RANDOM_WEIGHTS_WARNING):
             LOG.warning(description)
             from abtrack_ros.backends import BackendOptions
 
@@ -233,6 +225,21 @@ class Tracker:
         # CUDA runs asynchronously; stage timings need the work finished.
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def load_model_or_untrained(path: Union[str, Path, None]) -> tuple["ABTrackModel", ABTrackConfig, str]:
+    """(model, config, description) from ``path``, else the package's default checkpoint, else
+    the default config with random weights (its description starts with RANDOM_WEIGHTS_WARNING)."""
+    from abtrack_ros import model as model_api
+
+    if path is None:
+        path = model_api.default_checkpoint_path()
+    if path is not None:
+        model, cfg, _extra = model_api.load_checkpoint(path, map_location="cpu")
+        return model, cfg, f"checkpoint {path}"
+    cfg = default_untrained_config()
+    model = model_api.build_model(cfg.model)
+    return model, cfg, f"{RANDOM_WEIGHTS_WARNING} (fresh {cfg.model.backbone} default config)"
 
 
 def default_untrained_config() -> ABTrackConfig:
