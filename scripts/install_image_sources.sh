@@ -20,6 +20,9 @@ elif [ "${ABTRACK_SKIP_APT:-0}" = 1 ] || ! command -v apt-get >/dev/null || [ "$
     say "  the synthetic generator will use procedural textures instead"
 else
     say "installing real-image packages from Debian: ${missing[*]}"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Not fatal: without the photos the generator falls back to procedural textures.
+    if ! { apt-get update -qq >/dev/null &&
+           DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+        say "could not install ${missing[*]}: the synthetic generator will use procedural textures"
+    fi
 fi
