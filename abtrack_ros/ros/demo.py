@@ -186,14 +186,16 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
         say(f"initialised on frame 0 with box {np.round(source.first_box, 1).tolist()}")
         published = [stamp]
         period = 1.0 / opts.rate_hz
-        start = time.monotonic()
         seen = 0
         for index, item in enumerate(frames, start=1):
+            sent_at = time.monotonic()
             stamp = camera.publish_frame(item.frame)
             records[stamp] = DemoFrame(index, item.frame, _truth(item))
             published.append(stamp)
             seen = _collect(client, records, seen, say)
-            time.sleep(max(0.0, start + index * period - time.monotonic()))
+            # Like a camera, never faster than the rate: a late frame does not make the next one
+            # follow it at once (bursts would only overwrite each other in the node's queue).
+            time.sleep(max(0.0, sent_at + period - time.monotonic()))
         last_stamp = published[-1]
         client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == last_stamp for x in s),
                         DRAIN_TIMEOUT_S)
