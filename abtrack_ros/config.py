@@ -25,6 +25,9 @@ class ConfigError(ValueError):
     """A config file or mapping that does not fit the schema."""
 
 
+# Inference backends (abtrack_ros.backends); "auto" picks the fastest installed one.
+BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+
 BACKBONES = (
     "vit_tiny_patch16_224",
     "deit_tiny_patch16_224",

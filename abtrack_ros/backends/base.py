@@ -5,9 +5,10 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from abtrack_ros.config import BACKEND_NAMES
 from abtrack_ros.model import ABTrackModel, ModelOutput
 
-BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
+__all__ = ["BACKEND_NAMES", "BackendUnavailableError", "InferenceBackend"]
 
 
 class BackendUnavailableError(ValueError):

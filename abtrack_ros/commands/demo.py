@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from abtrack_ros.tracking.runtime import BACKEND_CHOICES
+from abtrack_ros.config import BACKEND_NAMES
 
 HELP = "The main demo: a camera replays a sequence to the tracker node over DDS; summary and video."
 DEFAULT_FRAMES = 120
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sequence")
     parser.add_argument("--checkpoint", default="", help="model checkpoint; default: the package's model")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES,
                         help="inference backend of the node (default auto: the fastest installed)")
     parser.add_argument("--threads", type=_positive(int), default=1,
                         help="CPU threads of the node's model (default 1: the camera shares the machine)")

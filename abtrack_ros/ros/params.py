@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
+from abtrack_ros.config import BACKEND_NAMES
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 QOS_RELIABILITIES = ("best_effort", "reliable")
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")  # abtrack_ros.backends.BACKEND_NAMES
 
 Value = Union[bool, int, float, str]
 
@@ -39,7 +40,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("half", False, "Run the model in float16 (CUDA only)."),
     ParamSpec("backend", "auto",
               "Inference backend: auto (the fastest installed: onnxruntime on CPU, tensorrt on CUDA), "
-              "torch, onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKENDS),
+              "torch, onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKEND_NAMES),
     ParamSpec("bypass_enabled", True, "Let the bypass decision modules skip blocks.",
               read_only=False),
     ParamSpec("bypass_threshold", 0.5, "A block is skipped when its bypass probability exceeds this.",

@@ -7,14 +7,14 @@ from typing import Optional
 import cv2
 import torch
 
+from abtrack_ros.config import BACKEND_NAMES
 from abtrack_ros.tracking.tracker import Tracker
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")  # = abtrack_ros.backends.BACKEND_NAMES
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """--backend, --int8, --bf16, --cache-dir."""
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                         help="inference backend (default auto: the fastest installed, onnxruntime on CPU, "
                              "tensorrt on CUDA; docs/speed.md)")
     parser.add_argument("--int8", action="store_true", help="onnxruntime: dynamically quantised int8 blocks")
