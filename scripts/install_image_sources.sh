@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Real photographs and videos for the synthetic data generator (abtrack_ros.data.image_sources):
-# OpenCV's documentation samples (photos, vtest.avi, Megamind.avi) and a wallpaper collection,
+# OpenCV's documentation samples (photos, vtest.avi, Megamind.avi) and three wallpaper collections
 # from Debian's packages. Nothing is committed to the repository; without these packages the
 # generator falls back to procedural textures and records that in meta.json.
 # Skipped (with a message) where apt-get is missing or we are not root: set ABTRACK_SKIP_APT=1 to
 # skip on purpose.
 set -euo pipefail
-PACKAGES=(opencv-doc ukui-wallpapers)
+PACKAGES=(opencv-doc ukui-wallpapers mate-backgrounds lomiri-wallpapers)
 say() { echo "[setup] $*"; }
 
 missing=()

@@ -27,11 +27,11 @@ synth() {  # OUT SPLIT SEQUENCES FRAMES SEED DIFFICULTY
     abtrack synth --out "$1" --split "$2" --sequences "$3" --frames "$4" --seed "$5" --difficulty "$6"
 }
 # Training data (the config's train.datasets), validation (train.val_datasets), held-out test set.
-synth "$DATA/default_train/easy"   train 120 40 1000 easy
-synth "$DATA/default_train/medium" train 200 40 1001 medium
-synth "$DATA/default_train/hard"   train 120 40 1002 hard
+synth "$DATA/default_train/easy"   train 300 40 1000 easy
+synth "$DATA/default_train/medium" train 500 40 1001 medium
+synth "$DATA/default_train/hard"   train 300 40 1002 hard
 synth "$DATA/default_val"          val   10  40 8001 medium
-synth "$DATA/default_heldout"      val   20  80 9001 medium
+synth "$DATA/default_heldout"      val   30  100 9001 medium
 
 stage() {  # STAGE [INIT]
     if [ -f "$RUN/$1/model.pt" ]; then say "stage $1: $RUN/$1/model.pt exists"; return; fi
