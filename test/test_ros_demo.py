@@ -49,6 +49,9 @@ def test_demo_synthetic_end_to_end(tmp_path, checkpoint):
     assert summary["frames_published"] == FRAMES
     assert 0 < summary["frames_processed"] <= FRAMES
     assert summary["frames_processed"] + summary["frames_dropped"] <= FRAMES + 1  # +1: the init frame
+    counts = summary["frame_accounting"]
+    assert counts["camera_messages"] >= FRAMES and counts["statuses_received"] >= summary["frames_processed"]
+    assert counts["node_received"] == counts["camera_messages"] - counts["lost_before_node"] > 0
     assert summary["model"] == f"checkpoint {checkpoint}"
     assert summary["latency_ms"]["p50"] > 0 and summary["latency_ms"]["p99"] >= summary["latency_ms"]["p50"]
     assert 3 <= summary["mean_blocks_executed"] <= 12 and summary["blocks_total"] == 12

@@ -199,15 +199,21 @@ def test_demo_summary_figures():
     truth = np.array([0.0, 0.0, 10.0, 10.0])
     records = [
         demo.DemoFrame(0, None, truth, status(1, 0, 1.0, "IDLE"), 0, None),
-        demo.DemoFrame(1, None, truth, status(2, 6, 10.0), 1_000_000_000, [0.0, 0.0, 10.0, 10.0]),
-        demo.DemoFrame(2, None, None),  # dropped by the node
-        demo.DemoFrame(3, None, truth, status(3, 12, 30.0), 2_000_000_000, [5.0, 0.0, 10.0, 10.0]),
+        demo.DemoFrame(1, None, truth, status(2, 6, 10.0), 1_000_000_000, [0.0, 0.0, 10.0, 10.0], 0),
+        demo.DemoFrame(2, None, None, stamp_ns=500_000_000),  # dropped by the node
+        demo.DemoFrame(3, None, truth, status(3, 12, 30.0), 2_000_000_000, [5.0, 0.0, 10.0, 10.0], 1_000_000_000),
     ]
-    s = demo.summarise("test", "checkpoint x.pt", records)
+    statuses = [r.status for r in records if r.status is not None]
+    s = demo.summarise("test", "checkpoint x.pt", records, camera_messages=8, statuses=statuses[1:])
     assert (s.frames_published, s.frames_processed, s.frames_dropped) == (4, 2, 3)
+    # The newest status says 3 processed + 3 dropped: 6 of 8 messages reached the node, and the
+    # node sent 3 statuses of which the client got 2.
+    assert s.frame_accounting == {"camera_messages": 8, "node_received": 6, "lost_before_node": 2,
+                                  "node_statuses": 3, "statuses_received": 2, "lost_after_node": 1}
     assert s.mean_blocks_executed == 9.0 and s.blocks_total == 12
     assert s.mean_iou == pytest.approx((1.0 + 1 / 3) / 2)
     assert s.latency_ms["p50"] == 20.0 and s.processing_fps == pytest.approx(1.0)
+    assert s.camera_fps == pytest.approx(2.0)  # frames 1..3 stamped over 1 s
 
 
 def test_session_never_tracks_an_image_older_than_its_init_image():

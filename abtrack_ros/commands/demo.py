@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference backend of the node (default auto: the fastest installed)")
     parser.add_argument("--threads", type=_positive(int), default=1,
                         help="CPU threads of the node's model (default 1: the camera shares the machine)")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="any other tracker-node parameter (repeatable), e.g. qos_depth:=5")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder ({DEFAULT_OUT})")
     parser.add_argument("--startup-timeout", type=_positive(float), default=120.0,
                         help="seconds to wait for the node to load the model")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print("abtrack demo: --video/--frames/--webcam need --box x,y,w,h (the target in the first frame)")
         return 2
     opts = DemoOptions(out_dir=args.out, rate_hz=args.rate, checkpoint=args.checkpoint, device=args.device,
-                       backend=args.backend, threads=args.threads,
+                       backend=args.backend, threads=args.threads, node_params=args.node_param,
                        startup_timeout_s=args.startup_timeout, quiet=args.quiet)
     with tempfile.TemporaryDirectory(prefix="abtrack_demo_") as tmp:
         try:

@@ -111,6 +111,7 @@ class ReplayCamera(Node):
         self.frame_id = frame_id
         self.publisher = self.create_publisher(Image, topic, qos)
         self._last_stamp_ns = 0
+        self.published = 0  # messages sent so far
 
     def publish_frame(self, frame: np.ndarray) -> int:
         """Publish one frame; returns its header stamp in ns (strictly increasing)."""
@@ -120,6 +121,7 @@ class ReplayCamera(Node):
         msg.header.stamp = ns_to_stamp(stamp_ns)
         msg.header.frame_id = self.frame_id
         self.publisher.publish(msg)
+        self.published += 1
         return stamp_ns
 
     def wait_for_subscriber(self, timeout_s: float) -> bool:

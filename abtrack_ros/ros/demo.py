@@ -48,6 +48,7 @@ class DemoOptions:
     backend: str = "auto"
     # The camera and this client share the machine with the node: leave them a core.
     threads: int = 1
+    node_params: list[str] = field(default_factory=list)  # more "NAME:=VALUE" for the node
     startup_timeout_s: float = 120.0
     quiet: bool = False
 
@@ -62,6 +63,7 @@ class DemoFrame:
     status: object = None  # abtrack_ros/TrackerStatus
     received_ns: int = 0  # when the status arrived here
     box_xywh: Optional[list[float]] = None
+    stamp_ns: int = 0  # header stamp the camera gave it
 
 
 @dataclass
@@ -72,12 +74,17 @@ class DemoSummary:
     frames_processed: int
     frames_dropped: int
     frames_rejected: int
+    camera_fps: float  # the rate the camera really published at (frames after the init frame)
     processing_fps: float
     latency_ms: dict[str, float]  # node processing time per frame (status.total_ms)
     image_age_ms: dict[str, float]  # camera stamp -> result published
     mean_blocks_executed: float
     blocks_total: int
     mean_iou: Optional[float]  # against the ground truth, where known
+    # Where frames went (from the node's own counters in its newest status): camera messages
+    # (init retries included), received by the node's image callback, lost in between, and
+    # status messages the node sent vs the ones this client received.
+    frame_accounting: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
 
 
@@ -86,13 +93,29 @@ def tracked(records: list[DemoFrame]) -> list[DemoFrame]:
     return [r for r in records if r.status is not None and r.status.state_name != "IDLE"]
 
 
-def summarise(source: str, model: str, records: list[DemoFrame]) -> DemoSummary:
-    """Figures over the processed frames (pure: no ROS, no files)."""
+def frame_accounting(camera_messages: int, statuses_received: int, newest_status: object) -> dict[str, int]:
+    """Where the camera's messages went, from the node's counters in its newest status."""
+    processed, dropped, rejected = (int(newest_status.frames_processed), int(newest_status.frames_dropped),
+                                    int(newest_status.frames_rejected)) if newest_status else (0, 0, 0)
+    received = processed + dropped + rejected  # every image callback ends in one of the three
+    sent = processed + rejected  # one status per frame the worker took
+    return {"camera_messages": camera_messages, "node_received": received,
+            "lost_before_node": camera_messages - received, "node_statuses": sent,
+            "statuses_received": statuses_received, "lost_after_node": sent - statuses_received}
+
+
+def summarise(source: str, model: str, records: list[DemoFrame], camera_messages: int,
+              statuses: list) -> DemoSummary:
+    """Figures over the processed frames (pure: no ROS, no files); ``statuses`` are all the
+    status messages the client received, ``camera_messages`` all the images it published."""
     done = tracked(records)
     last = max(done, key=lambda r: r.status.frames_processed).status if done else None
+    newest = max(statuses, key=lambda s: s.frames_processed, default=None)
     ious = [float(iou_xywh(np.asarray(r.box_xywh), r.truth_xywh)) for r in done
             if r.box_xywh is not None and r.truth_xywh is not None and np.all(np.isfinite(r.truth_xywh))]
     span_s = (max(r.received_ns for r in done) - min(r.received_ns for r in done)) / 1e9 if done else 0.0
+    camera = [r.stamp_ns for r in records[1:]]
+    camera_span_s = (camera[-1] - camera[0]) / 1e9 if len(camera) > 1 else 0.0
     return DemoSummary(
         source=source,
         model=model,
@@ -100,12 +123,14 @@ def summarise(source: str, model: str, records: list[DemoFrame]) -> DemoSummary:
         frames_processed=len(done),
         frames_dropped=int(last.frames_dropped) if last else 0,
         frames_rejected=int(last.frames_rejected) if last else 0,
+        camera_fps=(len(camera) - 1) / camera_span_s if camera_span_s > 0 else 0.0,
         processing_fps=(len(done) - 1) / span_s if span_s > 0 else 0.0,
         latency_ms=percentiles([r.status.total_ms for r in done]),
         image_age_ms=percentiles([r.status.image_age_ms for r in done]),
         mean_blocks_executed=float(np.mean([r.status.blocks_executed for r in done])) if done else 0.0,
         blocks_total=int(last.blocks_total) if last else 0,
         mean_iou=float(np.mean(ious)) if ious else None,
+        frame_accounting=frame_accounting(camera_messages, len(statuses), newest),
     )
 
 
@@ -125,6 +150,8 @@ class NodeProcess:
     def __init__(self, opts: DemoOptions) -> None:
         args = ["-r", f"__ns:={DEMO_NAMESPACE}", "-p", f"device:={opts.device}", "-p", f"backend:={opts.backend}",
                 "-p", f"threads:={opts.threads}"]
+        for param in opts.node_params:
+            args += ["-p", param]
         if opts.checkpoint:
             args += ["-p", f"checkpoint:={opts.checkpoint}"]
         self.log_path = opts.out_dir / NODE_LOG_NAME
@@ -182,7 +209,7 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
             raise DemoError(f"source {source.name} has no frames")
         records: dict[int, DemoFrame] = {}
         stamp = _initialise(client, camera, first, source.first_box)
-        records[stamp] = DemoFrame(0, first.frame, _truth(first))
+        records[stamp] = DemoFrame(0, first.frame, _truth(first), stamp_ns=stamp)
         say(f"initialised on frame 0 with box {np.round(source.first_box, 1).tolist()}")
         published = [stamp]
         period = 1.0 / opts.rate_hz
@@ -190,7 +217,7 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
         for index, item in enumerate(frames, start=1):
             sent_at = time.monotonic()
             stamp = camera.publish_frame(item.frame)
-            records[stamp] = DemoFrame(index, item.frame, _truth(item))
+            records[stamp] = DemoFrame(index, item.frame, _truth(item), stamp_ns=stamp)
             published.append(stamp)
             seen = _collect(client, records, seen, say)
             # Like a camera, never faster than the rate: a late frame does not make the next one
@@ -205,7 +232,8 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
         rclpy.try_shutdown()
         node_rc = node.stop()
     ordered = [records[s] for s in published]
-    summary = summarise(source.name, node.model_description(), ordered)
+    statuses = [item.msg for item in client.snapshot()[1]]
+    summary = summarise(source.name, node.model_description(), ordered, camera.published, statuses)
     summary.outputs = write_outputs(ordered, summary, opts)
     if node_rc != 0:
         raise DemoError(f"the tracker node exited with {node_rc}; see {node.log_path}")
@@ -314,10 +342,13 @@ def format_summary(s: DemoSummary) -> str:
         f"model               {s.model}",
         f"frames              {s.frames_published} published, {s.frames_processed} processed, "
         f"{s.frames_dropped} dropped, {s.frames_rejected} rejected",
-        f"processing rate     {s.processing_fps:.1f} FPS",
+        f"rates               camera {s.camera_fps:.1f} Hz, processing {s.processing_fps:.1f} FPS",
         "latency (node)      p50 {p50:.1f} / p90 {p90:.1f} / p99 {p99:.1f} ms".format(**s.latency_ms),
         "image age           p50 {p50:.1f} / p90 {p90:.1f} / p99 {p99:.1f} ms".format(**s.image_age_ms),
         f"executed blocks     {s.mean_blocks_executed:.2f} of {s.blocks_total} on average",
         f"mean IoU            {iou}",
+        "where they went     {camera_messages} camera messages, {node_received} reached the node "
+        "({lost_before_node} lost before it), {statuses_received} of its {node_statuses} statuses "
+        "arrived".format(**s.frame_accounting),
         *(f"{name:<20s}{path}" for name, path in s.outputs.items()),
     ])
