@@ -28,6 +28,7 @@ from abtrack_ros.tracking.geometry import iou_xywh
 DEMO_NAMESPACE = "/abtrack_demo"
 INIT_ATTEMPTS = 20
 DRAIN_TIMEOUT_S = 10.0
+LIVE_POLL_S = 0.05
 NODE_STOP_TIMEOUT_S = 15.0
 VIDEO_NAME = "demo.mp4"
 PLOT_NAME = "executed_blocks.png"
@@ -212,17 +213,19 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
         records[stamp] = DemoFrame(0, first.frame, _truth(first), stamp_ns=stamp)
         say(f"initialised on frame 0 with box {np.round(source.first_box, 1).tolist()}")
         published = [stamp]
-        period = 1.0 / opts.rate_hz
+
+        def on_published(stamp_ns: int, tag: tuple[int, SourceFrame]) -> None:
+            index, item = tag
+            records[stamp_ns] = DemoFrame(index, item.frame, _truth(item), stamp_ns=stamp_ns)
+            published.append(stamp_ns)
+
+        # The camera's own timer paces the frames: a late frame is not followed by a burst
+        # (bursts would only overwrite each other in the node's queue).
+        done = camera.start_replay(((item.frame, (index, item)) for index, item in enumerate(frames, start=1)),
+                                   1.0 / opts.rate_hz, on_published)
         seen = 0
-        for index, item in enumerate(frames, start=1):
-            sent_at = time.monotonic()
-            stamp = camera.publish_frame(item.frame)
-            records[stamp] = DemoFrame(index, item.frame, _truth(item), stamp_ns=stamp)
-            published.append(stamp)
+        while not done.wait(LIVE_POLL_S):
             seen = _collect(client, records, seen, say)
-            # Like a camera, never faster than the rate: a late frame does not make the next one
-            # follow it at once (bursts would only overwrite each other in the node's queue).
-            time.sleep(max(0.0, sent_at + period - time.monotonic()))
         last_stamp = published[-1]
         client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == last_stamp for x in s),
                         DRAIN_TIMEOUT_S)
