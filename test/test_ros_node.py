@@ -86,11 +86,8 @@ class Rig:
         for frame in frames:
             stamps.append(self.camera.publish_frame(frame))
             time.sleep(1.0 / rate_hz)
-        for _ in range(INIT_ATTEMPTS):
-            last = stamps[-1]
-            if self.client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == last for x in s), 2.0):
-                break
-            stamps.append(self.camera.publish_frame(frames[-1]))
+        if not answered(self.client, stamps[-1]):
+            stamps.append(publish_until_answered(self, lambda: self.camera.publish_frame(frames[-1])))
         return stamps
 
     def set_params(self, **values) -> list:
@@ -294,13 +291,18 @@ def bad_image(kind: str) -> Image:
     return msg
 
 
+def answered(client: TrackerClient, stamp_ns: int, timeout_s: float = 2.0) -> bool:
+    """Whether a status for the image with this stamp arrives within ``timeout_s``."""
+    return client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == stamp_ns for x in s), timeout_s)
+
+
 def publish_until_answered(rig: Rig, publish) -> int:
     """Call ``publish()`` (it returns the stamp it sent) until the node answers that stamp with a
     status; best-effort samples from a just-created publisher can be lost before the node's
     reader has matched it. Returns the answered stamp."""
     for _ in range(INIT_ATTEMPTS):
         stamp = publish()
-        if rig.client.wait_for(lambda d, s: any(stamp_to_ns(x.msg.header.stamp) == stamp for x in s), 2.0):
+        if answered(rig.client, stamp):
             return stamp
     pytest.fail(f"the node answered none of {INIT_ATTEMPTS} images")
 
