@@ -45,6 +45,7 @@ def test_default_model_tracks_and_bypasses(sequences):
             executed.append(result.blocks_executed)
         parts.append(SequenceScores.compute(np.array(boxes), seq.boxes, seq.visible))
     summary = overall_summary(parts)
-    # A random-weight model of the same architecture scores 0.07 on these sequences.
-    assert summary["auc"] > 0.5, summary
+    # On these sequences the shipped model scores 0.86; random weights of the same architecture
+    # score 0.07 and 0.08 (two seeds).
+    assert summary["auc"] > 0.7, summary
     assert np.mean(executed) < tracker.num_blocks  # the BDMs bypass blocks on real frames
