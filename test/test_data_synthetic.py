@@ -19,7 +19,7 @@ from abtrack_ros.data import (
     load_frame,
     open_dataset,
 )
-from abtrack_ros.data.image_sources import looks_like_photo
+from abtrack_ros.data.image_sources import location_free_name, looks_like_photo
 from abtrack_ros.data.synthetic import cover_level, smooth_walk
 from abtrack_ros.data.textures import SHAPES, make_outline, outline_mask, procedural_texture
 
@@ -186,6 +186,23 @@ def test_real_images_found_and_used(tmp_path: Path) -> None:
     assert load_frame(seq.frames[1]).shape == (SIZE[1], SIZE[0], 3)
     generate_synthetic(tmp_path / "none", 1, 2, 0, size=SIZE, image_dirs=[tmp_path / "empty"])
     assert json.loads((tmp_path / "none" / "train" / "meta.json").read_text())["image_source"] == "procedural"
+
+
+def test_photo_order_does_not_depend_on_where_packages_are_installed(tmp_path: Path) -> None:
+    # The same package samples installed under a path that sorts before and after the system
+    # folder: the photos come in the same order, system first (the seed -> sequence mapping holds).
+    rng = np.random.default_rng(1)
+    system = tmp_path / "m_system"
+    system.mkdir()
+    cv2.imwrite(str(system / "wall.png"), procedural_texture(rng, 320, 240))
+    sample = procedural_texture(rng, 320, 240)
+    orders = []
+    for prefix in ("a_checkout", "z_checkout"):
+        package = tmp_path / prefix / ".venv" / "site-packages" / "samplepkg" / "data"
+        package.mkdir(parents=True)
+        cv2.imwrite(str(package / "photo.png"), sample)
+        orders.append([location_free_name(p) for p in find_real_images([package, system])])
+    assert orders[0] == orders[1] == [str((system / "wall.png").resolve()), "samplepkg/data/photo.png"]
 
 
 def test_sample_videos_found_by_extension(tmp_path: Path) -> None:

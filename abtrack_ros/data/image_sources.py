@@ -29,6 +29,7 @@ PACKAGE_IMAGE_DIRS = (
     ("imageio", "resources/images"),
     ("cv2", "data"),
 )
+PACKAGE_FOLDER_NAMES = ("site-packages", "dist-packages")
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov")
 MIN_FILE_BYTES = 16 * 1024  # icons and tiny masks are smaller
@@ -84,6 +85,27 @@ def _read_rgb(path: Path) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def location_free_name(path: Path) -> str:
+    """``path`` without the part that depends on where Python packages are installed.
+
+    A file inside a ``site-packages`` or ``dist-packages`` folder is named from its package on
+    (``skimage/data/astronaut.png``); any other file keeps its absolute path, which is the same on
+    every machine for the system folders. Ordering photos by this name makes the same seed
+    generate the same sequences whichever folder the checkout (and its ``.venv``) lives in.
+    """
+    parts = path.parts
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index] in PACKAGE_FOLDER_NAMES:
+            return "/".join(parts[index + 1 :])
+    return str(path)
+
+
+def _location_free_order(path: Path) -> tuple[bool, str]:
+    # System files first, then package files (the order a checkout under /work gets by path).
+    name = location_free_name(path)
+    return name != str(path), name
+
+
 def _files_with_suffix(dirs: Iterable[Path], suffixes: tuple[str, ...], min_bytes: int) -> list[Path]:
     found: set[Path] = set()
     for folder in dirs:
@@ -92,7 +114,7 @@ def _files_with_suffix(dirs: Iterable[Path], suffixes: tuple[str, ...], min_byte
         for path in folder.rglob("*"):
             if path.suffix.lower() in suffixes and path.is_file() and path.stat().st_size >= min_bytes:
                 found.add(path.resolve())
-    return sorted(found)
+    return sorted(found, key=_location_free_order)
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,13 +130,14 @@ def _find_cached(dirs: tuple[Path, ...]) -> tuple[Path, ...]:
 
 
 def find_real_images(dirs: Iterable[Path] | None = None) -> list[Path]:
-    """Colour photographs found in ``dirs`` (default: :func:`default_image_dirs`), sorted by path."""
+    """Colour photographs found in ``dirs`` (default: :func:`default_image_dirs`), in
+    :func:`location_free_name` order."""
     search = tuple(Path(d) for d in (default_image_dirs() if dirs is None else dirs))
     return list(_find_cached(search))
 
 
 def find_sample_videos(dirs: Iterable[Path] | None = None) -> list[Path]:
-    """Video files in the same places (e.g. OpenCV's ``vtest.avi`` from opencv-doc), sorted by path."""
+    """Video files in the same places (e.g. OpenCV's ``vtest.avi`` from opencv-doc), in :func:`location_free_name` order."""
     return _files_with_suffix(default_image_dirs() if dirs is None else [Path(d) for d in dirs], VIDEO_EXTENSIONS, 1)
 
 

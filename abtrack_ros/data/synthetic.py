@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .image_sources import PhotoSource, find_real_images
+from .image_sources import PhotoSource, find_real_images, location_free_name
 from .textures import SHAPES, AppearanceSource, ProceduralSource, make_outline, outline_mask, recolour
 
 DEFAULT_SIZE = (320, 240)
@@ -402,7 +402,7 @@ def generate_synthetic(
         "difficulty": label,
         "knobs": dataclasses.asdict(knobs),
         "image_source": source.kind,
-        "real_images": [str(p) for p in photos],
+        "real_images": [location_free_name(p) for p in photos],
         "target_rgb": list(target_rgb) if target_rgb is not None else None,
         "sequences": infos,
     }
