@@ -75,6 +75,14 @@ class DatasetSpec:
 
 
 @dataclass
+class LrStep:
+    """From (0-based) epoch ``epoch`` on, every learning rate is its base value x ``factor``."""
+
+    epoch: int = 0
+    factor: float = 1.0
+
+
+@dataclass
 class StageConfig:
     """One stage of the three-stage pipeline."""
 
@@ -87,6 +95,9 @@ class StageConfig:
     # Step decay: every learning rate is multiplied by lr_drop_factor from epoch lr_drop_epoch on.
     lr_drop_epoch: Optional[int] = None
     lr_drop_factor: float = 0.1
+    # A longer schedule instead of the one drop, e.g. a warm restart: the factor of the last
+    # step whose epoch has been reached applies (1.0 before the first). Excludes lr_drop_epoch.
+    lr_steps: list[LrStep] = field(default_factory=list)
 
 
 @dataclass

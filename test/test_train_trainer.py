@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from abtrack_ros.config import ABTrackConfig, ModelConfig, StageConfig
+from abtrack_ros.config import ABTrackConfig, LrStep, ModelConfig, StageConfig, from_dict
 from abtrack_ros.model import build_model
 from abtrack_ros.training.distributed import DistributedContext
 from abtrack_ros.training.reporting import CsvLog
@@ -57,6 +57,22 @@ def test_lr_step_decay():
     stage = StageConfig(lr_drop_epoch=2, lr_drop_factor=0.1)
     assert [lr_factor(stage, e) for e in range(4)] == [1.0, 1.0, 0.1, 0.1]
     assert lr_factor(StageConfig(), 100) == 1.0
+
+
+def test_lr_steps_schedule_a_warm_restart():
+    stage = StageConfig(lr_steps=[LrStep(2, 0.1), LrStep(4, 0.5), LrStep(6, 0.05)])
+    assert [lr_factor(stage, e) for e in range(8)] == [1.0, 1.0, 0.1, 0.1, 0.5, 0.5, 0.05, 0.05]
+    for bad in ([LrStep(3, 0.1), LrStep(3, 0.5)], [LrStep(4, 0.1), LrStep(2, 0.5)], [LrStep(1, 0.0)]):
+        cfg = ABTrackConfig()
+        cfg.train.stage1_vtp = StageConfig(lr_steps=bad)
+        with pytest.raises(TrainingError, match="lr_steps"):
+            validate_train_config(cfg)
+    cfg = ABTrackConfig()
+    cfg.train.stage1_vtp = StageConfig(lr_drop_epoch=3, lr_steps=[LrStep(2, 0.1)])
+    with pytest.raises(TrainingError, match="not both"):
+        validate_train_config(cfg)
+    parsed = from_dict(StageConfig, {"lr_steps": [{"epoch": 17, "factor": 0.1}]}, "stage1_vtp")
+    assert parsed.lr_steps == [LrStep(17, 0.1)]
 
 
 def test_epoch_seed_depends_on_every_part():

@@ -139,6 +139,12 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
             (min(lrs) > 0, f"train.{name} learning rates must be > 0"),
             (s.lr_drop_factor > 0, f"train.{name}.lr_drop_factor must be > 0"),
             (s.lr_drop_epoch is None or s.lr_drop_epoch >= 0, f"train.{name}.lr_drop_epoch must be >= 0"),
+            (not (s.lr_steps and s.lr_drop_epoch is not None),
+             f"train.{name}: give lr_drop_epoch or lr_steps, not both"),
+            (all(step.factor > 0 for step in s.lr_steps), f"train.{name}.lr_steps factors must be > 0"),
+            ([step.epoch for step in s.lr_steps] == sorted({step.epoch for step in s.lr_steps})
+             and all(step.epoch >= 0 for step in s.lr_steps),
+             f"train.{name}.lr_steps epochs must be >= 0 and strictly increasing"),
         ]
     for spec in t.datasets + t.val_datasets:
         checks.append((spec.weight > 0, f"dataset {spec.spec!r}: weight must be > 0"))
@@ -215,7 +221,10 @@ def param_groups(model: nn.Module, s: StageConfig, weight_decay: float) -> list[
 
 
 def lr_factor(s: StageConfig, epoch: int) -> float:
-    """Step decay: x lr_drop_factor from (0-based) epoch lr_drop_epoch on."""
+    """Factor of the base learning rates in (0-based) ``epoch``: the last reached ``lr_steps``
+    entry, else the step decay (x lr_drop_factor from epoch lr_drop_epoch on)."""
+    if s.lr_steps:
+        return next((step.factor for step in reversed(s.lr_steps) if epoch >= step.epoch), 1.0)
     return s.lr_drop_factor if s.lr_drop_epoch is not None and epoch >= s.lr_drop_epoch else 1.0
 
 
