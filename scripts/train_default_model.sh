@@ -5,8 +5,9 @@
 # Steps: synthetic data from real photographs (fixed seeds), the three training stages
 # (config/models/abtrack_default_cpu.yaml), an fp16 copy into the package, then evaluation on a
 # held-out set (seeds never used in training) against OpenCV CSRT, and the speed benchmark.
-# Each step is skipped when its output exists, so an interrupted run continues where it stopped
-# (a stage interrupted mid-way continues with `abtrack train ... --resume RUN/STAGE/checkpoint.pt`).
+# Each step is skipped when its output exists and a training stage interrupted mid-way resumes
+# after its last whole epoch, so the recipe can run as several shorter runs: stop it any time
+# (Ctrl-C) and start the same command again.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${1:-$ROOT/runs/default}"
@@ -35,9 +36,14 @@ synth "$DATA/default_heldout"      val   30  100 9001 medium
 
 stage() {  # STAGE [INIT]
     if [ -f "$RUN/$1/model.pt" ]; then say "stage $1: $RUN/$1/model.pt exists"; return; fi
-    local init=()
-    [ -n "${2:-}" ] && init=(--init "$2")
-    abtrack train --config "$CONFIG" --stage "$1" "${init[@]}" --out "$RUN" "${TRAIN_OPTIONS[@]}"
+    local start=()
+    if [ -f "$RUN/$1/checkpoint.pt" ]; then  # interrupted: continue after its last whole epoch
+        say "stage $1: resuming from $RUN/$1/checkpoint.pt"
+        start=(--resume "$RUN/$1/checkpoint.pt")
+    elif [ -n "${2:-}" ]; then
+        start=(--init "$2")
+    fi
+    abtrack train --config "$CONFIG" --stage "$1" "${start[@]}" --out "$RUN" "${TRAIN_OPTIONS[@]}"
 }
 stage vtp
 stage prune "$RUN/vtp/model.pt"
