@@ -137,7 +137,8 @@ def find_real_images(dirs: Iterable[Path] | None = None) -> list[Path]:
 
 
 def find_sample_videos(dirs: Iterable[Path] | None = None) -> list[Path]:
-    """Video files in the same places (e.g. OpenCV's ``vtest.avi`` from opencv-doc), in :func:`location_free_name` order."""
+    """Video files in the same places (e.g. OpenCV's ``vtest.avi`` from opencv-doc), in
+    :func:`location_free_name` order."""
     return _files_with_suffix(default_image_dirs() if dirs is None else [Path(d) for d in dirs], VIDEO_EXTENSIONS, 1)
 
 
