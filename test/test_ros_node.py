@@ -375,8 +375,8 @@ def test_diagnostics_levels_and_values(rig):
 def _stream_fast(rig: Rig) -> tuple[list, np.ndarray, float]:
     """120 frames at 60 Hz: (their statuses, image ages, median node time in ms)."""
     rig.client.clear()
-    stamps = rig.stream([frame_with_square(60, 40)] * 120, rate_hz=60)
-    statuses = [s.msg for s in rig.client.snapshot()[1] if stamp_to_ns(s.msg.header.stamp) in set(stamps)]
+    stamps = set(rig.stream([frame_with_square(60, 40)] * 120, rate_hz=60))
+    statuses = [s.msg for s in rig.client.snapshot()[1] if stamp_to_ns(s.msg.header.stamp) in stamps]
     assert len(statuses) < len(stamps)
     ages = np.array([s.image_age_ms for s in statuses])
     return statuses, ages, float(np.median([s.total_ms for s in statuses]))
