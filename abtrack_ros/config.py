@@ -130,6 +130,10 @@ class TrainConfig:
     sparsity_slope: float = 0.1
     adaptive_tau: bool = True
     vtp_l1_weight: float = 1e-4
+    # Stage bdm only, an addition to the paper: weight of a distillation term pulling the
+    # bypassed model's score map and box toward those of the same model with every block run,
+    # frozen at the start of the stage (0 = off, the paper's loss).
+    distill_weight: float = 0.0
     stage1_vtp: StageConfig = field(default_factory=StageConfig)
     stage3_bdm: StageConfig = field(default_factory=StageConfig)
     log_every: int = 10

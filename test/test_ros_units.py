@@ -216,6 +216,26 @@ def test_demo_summary_figures():
     assert s.camera_fps == pytest.approx(2.0)  # frames 1..3 stamped over 1 s
 
 
+def test_demo_summary_counts_come_from_the_newest_status():
+    """Rejected frames after the last tracked one, statuses arriving out of order: the drop and
+    reject counts are the node's final ones, the same counters the frame accounting uses."""
+    demo = pytest.importorskip("abtrack_ros.ros.demo", exc_type=ImportError)
+
+    def status(processed, dropped, rejected, state="TRACKING"):
+        return SimpleNamespace(state_name=state, blocks_executed=5, blocks_total=8, total_ms=5.0,
+                               image_age_ms=9.0, frames_processed=processed, frames_dropped=dropped,
+                               frames_rejected=rejected)
+
+    truth = np.array([0.0, 0.0, 10.0, 10.0])
+    records = [demo.DemoFrame(0, None, truth, status(1, 0, 0), 0, [0.0, 0.0, 10.0, 10.0], 0),
+               demo.DemoFrame(1, None, truth, status(2, 1, 0), 10, [0.0, 0.0, 10.0, 10.0], 10)]
+    late = [status(2, 1, 1, "LOST"), status(2, 2, 2, "LOST")]
+    s = demo.summarise("test", "x.pt", records, camera_messages=7, statuses=[late[1], records[0].status,
+                                                                            late[0], records[1].status])
+    assert (s.frames_dropped, s.frames_rejected, s.blocks_total) == (2, 2, 8)
+    assert s.frame_accounting["node_received"] == 6 and s.frame_accounting["node_statuses"] == 4
+
+
 def test_session_never_tracks_an_image_older_than_its_init_image():
     """The worker may hold an older frame when an init lands: that frame gets no box."""
     from abtrack_ros.config import ModelConfig, TrackerConfig

@@ -7,6 +7,7 @@ import torch
 from abtrack_ros.training.losses import (
     LossWeights,
     TrackingCriterion,
+    distillation_loss,
     focal_loss,
     gaussian_heatmap,
     gaussian_radius,
@@ -150,3 +151,33 @@ def test_criterion_combines_the_terms_with_their_weights():
     assert out.total.item() == pytest.approx(expected.item(), rel=1e-5)
     assert set(out.terms) == {"focal", "giou", "l1", "spar", "vtp_l1", "loss"}
     assert out.iou.tolist() == pytest.approx(iou.tolist())
+
+
+def test_distillation_loss_is_zero_on_the_teacher_and_trains_only_the_student():
+    torch.manual_seed(0)
+    teacher_map, teacher_boxes = torch.rand(2, 1, 8, 8), torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.4, 0.6, 0.3, 0.3]])
+    assert distillation_loss(teacher_map, teacher_boxes, teacher_map, teacher_boxes).item() == pytest.approx(0.0, abs=1e-6)
+    student_map = torch.rand(2, 1, 8, 8, requires_grad=True)
+    student_boxes = (teacher_boxes + 0.05).requires_grad_(True)
+    teacher_map.requires_grad_(True)
+    loss = distillation_loss(student_map, student_boxes, teacher_map, teacher_boxes)
+    p, t = student_map.detach(), teacher_map.detach()
+    kl = (t * torch.log(t / p) + (1 - t) * torch.log((1 - t) / (1 - p))).mean()
+    assert loss.item() == pytest.approx(kl.item() + 0.05, rel=1e-5)
+    loss.backward()
+    assert teacher_map.grad is None  # the teacher is a target, not a gradient path
+    # A step along -grad moves the student's map toward the teacher's.
+    moved = (student_map - 0.1 * student_map.grad).clamp(1e-6, 1 - 1e-6)
+    assert distillation_loss(moved, teacher_boxes, t, teacher_boxes) < distillation_loss(p, teacher_boxes, t, teacher_boxes)
+
+
+def test_criterion_adds_the_weighted_distillation_term():
+    target = torch.tensor([[0.5, 0.5, 0.25, 0.25]])
+    pred = torch.tensor([[0.55, 0.5, 0.2, 0.25]])
+    score, teacher_score = torch.full((1, 1, 16, 16), 0.2), torch.full((1, 1, 16, 16), 0.3)
+    plain = TrackingCriterion(LossWeights(), map_size=16)(score, pred, target)
+    crit = TrackingCriterion(LossWeights(distill=10.0), map_size=16)
+    out = crit(score, pred, target, teacher=(teacher_score, target))
+    term = distillation_loss(score, pred, teacher_score, target)
+    assert out.terms["distill"] == pytest.approx(term.item())
+    assert out.total.item() == pytest.approx(plain.total.item() + 10.0 * term.item(), rel=1e-5)

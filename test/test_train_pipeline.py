@@ -103,6 +103,37 @@ def test_resume_is_bit_identical(tmp_path, synthetic):
     assert [r["epoch"] for r in log] == ["1", "2"]  # the resumed run appends
 
 
+def test_bdm_distillation_teacher_stays_frozen_and_resumes(tmp_path, synthetic, capsys):
+    config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[],
+                          stage1_vtp={"epochs": 1, "pairs_per_epoch": 4})
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--stage", "vtp", "--out", str(out)]) == 0
+    pruned = tmp_path / "pruned.pt"
+    assert main(["prune", "--checkpoint", str(out / "vtp" / "model.pt"), "--out", str(pruned)]) == 0
+    plain_checkpoint = tmp_path / "plain" / "bdm" / "checkpoint.pt"
+    assert main(["train", "--config", str(config), "--stage", "bdm", "--init", str(pruned),
+                 "--epochs", "1", "--out", str(tmp_path / "plain")]) == 0
+
+    distilled = write_config(tmp_path / "distilled.yaml", synthetic, val_datasets=[], distill_weight=10.0)
+    common = ["train", "--config", str(distilled), "--stage", "bdm"]
+    assert main(common + ["--init", str(pruned), "--out", str(tmp_path / "straight")]) == 0
+    assert main(common + ["--init", str(pruned), "--out", str(tmp_path / "split"), "--epochs", "1"]) == 0
+    checkpoint = tmp_path / "split" / "bdm" / "checkpoint.pt"
+    teacher = torch.load(checkpoint, map_location="cpu", weights_only=True)["extra"]["train_state"]["teacher"]
+    start = _state(pruned)
+    assert teacher.keys() == start.keys() and all(torch.equal(teacher[k], start[k]) for k in start)
+    assert main(common + ["--resume", str(checkpoint), "--out", str(tmp_path / "split")]) == 0
+    straight, resumed = _state(tmp_path / "straight" / "bdm" / "model.pt"), _state(tmp_path / "split" / "bdm" / "model.pt")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert not all(torch.equal(straight[k], start[k]) for k in start)  # the student did train
+    log = read_csv(tmp_path / "split" / "bdm" / "train_log.csv")
+    assert {r["epoch"] for r in log} == {"1", "2"} and all(float(r["distill"]) > 0 for r in log)
+    assert all(r["distill"] == "" for r in read_csv(tmp_path / "plain" / "bdm" / "train_log.csv"))
+    # A checkpoint trained without a teacher cannot be resumed with distillation switched on.
+    assert main(common + ["--resume", str(plain_checkpoint), "--out", str(tmp_path / "plain")]) == 2
+    assert "saved without a distillation teacher" in capsys.readouterr().err
+
+
 def test_stages_run_alone_from_checkpoints_and_prune_command(tmp_path, synthetic, capsys):
     config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[],
                           stage1_vtp={"epochs": 1, "pairs_per_epoch": 4},

@@ -126,3 +126,10 @@ def test_csv_log_appends_and_rejects_unknown_columns(tmp_path):
     assert (tmp_path / "log.csv").read_text().splitlines() == ["a,b", "1,0.5", "2,"]
     with pytest.raises(ValueError, match="unknown columns"):
         log.write({"c": 1})
+
+
+def test_csv_log_from_another_version_is_rewritten_under_both_headers(tmp_path):
+    (tmp_path / "log.csv").write_text("a,old\n1,x\n")
+    log = CsvLog(tmp_path / "log.csv", ["a", "new"])
+    log.write({"a": 2, "new": 0.5})
+    assert (tmp_path / "log.csv").read_text().splitlines() == ["a,new,old", "1,,x", "2,0.5,"]

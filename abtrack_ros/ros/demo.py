@@ -110,8 +110,10 @@ def summarise(source: str, model: str, records: list[DemoFrame], camera_messages
     """Figures over the processed frames (pure: no ROS, no files); ``statuses`` are all the
     status messages the client received, ``camera_messages`` all the images it published."""
     done = tracked(records)
-    last = max(done, key=lambda r: r.status.frames_processed).status if done else None
-    newest = max(statuses, key=lambda s: s.frames_processed, default=None)
+    # The node's counters only grow, so the status with the largest sum is the newest (statuses
+    # can arrive out of order); the drop/reject counts and the accounting all come from it.
+    newest = max(statuses, key=lambda s: s.frames_processed + s.frames_dropped + s.frames_rejected,
+                 default=None)
     ious = [float(iou_xywh(np.asarray(r.box_xywh), r.truth_xywh)) for r in done
             if r.box_xywh is not None and r.truth_xywh is not None and np.all(np.isfinite(r.truth_xywh))]
     span_s = (max(r.received_ns for r in done) - min(r.received_ns for r in done)) / 1e9 if done else 0.0
@@ -122,14 +124,14 @@ def summarise(source: str, model: str, records: list[DemoFrame], camera_messages
         model=model,
         frames_published=len(records),
         frames_processed=len(done),
-        frames_dropped=int(last.frames_dropped) if last else 0,
-        frames_rejected=int(last.frames_rejected) if last else 0,
+        frames_dropped=int(newest.frames_dropped) if newest else 0,
+        frames_rejected=int(newest.frames_rejected) if newest else 0,
         camera_fps=(len(camera) - 1) / camera_span_s if camera_span_s > 0 else 0.0,
         processing_fps=(len(done) - 1) / span_s if span_s > 0 else 0.0,
         latency_ms=percentiles([r.status.total_ms for r in done]),
         image_age_ms=percentiles([r.status.image_age_ms for r in done]),
         mean_blocks_executed=float(np.mean([r.status.blocks_executed for r in done])) if done else 0.0,
-        blocks_total=int(last.blocks_total) if last else 0,
+        blocks_total=int(done[-1].status.blocks_total) if done else 0,
         mean_iou=float(np.mean(ious)) if ious else None,
         frame_accounting=frame_accounting(camera_messages, len(statuses), newest),
     )

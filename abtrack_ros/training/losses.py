@@ -115,6 +115,17 @@ def l1_box_loss(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).abs().mean()
 
 
+def distillation_loss(score_map: Tensor, boxes: Tensor, teacher_score_map: Tensor,
+                      teacher_boxes: Tensor) -> Tensor:
+    """Pulls the outputs toward a teacher's (the same network with every block run): the
+    Bernoulli KL divergence from the teacher's score map, averaged over the cells, plus the L1
+    distance of the decoded boxes; 0 when they match. The teacher's outputs carry no gradient."""
+    target = teacher_score_map.detach().float().clamp(PROB_EPS, 1.0 - PROB_EPS)
+    pred = score_map.float().clamp(PROB_EPS, 1.0 - PROB_EPS)
+    kl = target * torch.log(target / pred) + (1.0 - target) * torch.log((1.0 - target) / (1.0 - pred))
+    return kl.mean() + l1_box_loss(boxes.float(), teacher_boxes.detach().float())
+
+
 def sparsity_target(
     giou_loss_per_sample: Tensor, tau0: float, slope: float, adaptive: bool = True
 ) -> Tensor:
@@ -151,6 +162,7 @@ class LossWeights:
     sparsity_slope: float = 0.1
     adaptive_tau: bool = True
     vtp_l1: float = 1e-4
+    distill: float = 0.0
 
 
 @dataclass
@@ -163,7 +175,8 @@ class LossTerms:
 
 
 class TrackingCriterion:
-    """Eq. 8 (+ eq. 6 in the VTP stage): focal + giou + L1 (+ sparsity) (+ alpha * mask L1)."""
+    """Eq. 8 (+ eq. 6 in the VTP stage): focal + giou + L1 (+ sparsity) (+ alpha * mask L1)
+    (+ the distillation term, an addition to the paper, in the BDM stage)."""
 
     def __init__(self, weights: LossWeights, map_size: int) -> None:
         self.weights = weights
@@ -177,8 +190,10 @@ class TrackingCriterion:
         bypass_probs: Tensor | None = None,
         n_enf: int = 0,
         mask_l1: Tensor | None = None,
+        teacher: tuple[Tensor, Tensor] | None = None,
     ) -> LossTerms:
-        """``mask_l1`` is sum_k |D1^k|_1 + |D2^k|_1 (the model's ``l1_masks()``) in the VTP stage."""
+        """``mask_l1`` is sum_k |D1^k|_1 + |D2^k|_1 (the model's ``l1_masks()``) in the VTP stage;
+        ``teacher`` is the (score map, boxes) of the distillation teacher in the BDM stage."""
         w = self.weights
         heatmap = gaussian_heatmap(target_boxes, self.map_size).to(score_map.device)
         focal = focal_loss(score_map.float(), heatmap)
@@ -198,5 +213,9 @@ class TrackingCriterion:
             reg = w.vtp_l1 * mask_l1.float()  # eq. 6 with one alpha for every block
             total = total + reg
             terms["vtp_l1"] = reg.item()
+        if teacher is not None:
+            distill = distillation_loss(score_map, pred_boxes, *teacher)
+            total = total + w.distill * distill
+            terms["distill"] = distill.item()
         terms["loss"] = total.item()
         return LossTerms(total=total, terms=terms, iou=iou.detach())

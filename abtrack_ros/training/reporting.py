@@ -39,15 +39,29 @@ def write_run_record(folder: Path, cfg: ABTrackConfig, revision: str) -> None:
 
 
 class CsvLog:
-    """Append rows with fixed columns; the header is written once (a resumed run appends)."""
+    """Append rows with fixed columns; the header is written once (a resumed run appends). A log
+    written by a version with other columns is rewritten with both versions' columns first, so
+    a resumed run never appends values under the wrong header."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path = path
-        self.columns = columns
+        self.columns = list(columns)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.stat().st_size == 0:
-            with path.open("w", newline="") as handle:
-                csv.writer(handle).writerow(columns)
+            self._rewrite([])
+            return
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            old_columns, rows = list(reader.fieldnames or []), list(reader)
+        if old_columns != self.columns:
+            self.columns += [c for c in old_columns if c not in self.columns]
+            self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with self.path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.columns)
+            writer.writerows([row.get(c) or "" for c in self.columns] for row in rows)
 
     def write(self, row: dict) -> None:
         unknown = set(row) - set(self.columns)

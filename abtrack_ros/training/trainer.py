@@ -12,6 +12,7 @@ and ``val_log.csv``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ MODEL_FILE = "model.pt"
 GATE_PARAM_PREFIXES = ("backbone.decisions.", "backbone.bypass_token")
 MASK_PARAM_SUFFIXES = (".inner_mask", ".hidden_mask")
 TRAIN_COLUMNS = ["stage", "epoch", "step", "pairs", "lr_backbone", "loss", "focal", "giou", "l1",
-                 "spar", "vtp_l1", "iou", "executed_blocks", "pairs_per_s"]
+                 "spar", "vtp_l1", "distill", "iou", "executed_blocks", "pairs_per_s"]
 VAL_COLUMNS = ["stage", "epoch", "pairs", "mean_iou", "mean_executed_blocks", "num_blocks"]
 
 
@@ -127,7 +128,8 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
         (0.0 <= t.grayscale_prob <= 1.0 and 0.0 <= t.flip_prob <= 1.0,
          "train.grayscale_prob and train.flip_prob must be in [0, 1]"),
         (0.0 <= t.brightness_jitter < 1.0, "train.brightness_jitter must be in [0, 1)"),
-        (min(t.focal_weight, t.giou_weight, t.l1_weight, t.sparsity_weight, t.vtp_l1_weight) >= 0,
+        (min(t.focal_weight, t.giou_weight, t.l1_weight, t.sparsity_weight, t.vtp_l1_weight,
+             t.distill_weight) >= 0,
          "train loss weights must be >= 0"),
     ]
     for name in ("stage1_vtp", "stage3_bdm"):
@@ -157,7 +159,8 @@ def loss_weights(cfg: ABTrackConfig) -> LossWeights:
     t = cfg.train
     return LossWeights(focal=t.focal_weight, giou=t.giou_weight, l1=t.l1_weight,
                        sparsity=t.sparsity_weight, tau0=t.tau0, sparsity_slope=t.sparsity_slope,
-                       adaptive_tau=t.adaptive_tau, vtp_l1=t.vtp_l1_weight)
+                       adaptive_tau=t.adaptive_tau, vtp_l1=t.vtp_l1_weight,
+                       distill=t.distill_weight)
 
 
 def load_sources(specs: list[DatasetSpec], what: str) -> list[WeightedSource]:
@@ -277,6 +280,17 @@ class StageTrainer:
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp_dtype == torch.float16)
         self.log = CsvLog(folder / "train_log.csv", TRAIN_COLUMNS) if ctx.is_main else None
+        self.teacher = self._distillation_teacher()
+
+    def _distillation_teacher(self) -> Optional[ABTrackModel]:
+        """The frozen copy of the model as the BDM stage starts, with every block run (only with
+        train.distill_weight > 0); a resumed stage restores it from its checkpoint."""
+        if self.stage != "bdm" or self.cfg.train.distill_weight == 0:
+            return None
+        teacher = copy.deepcopy(self.model)
+        teacher.bdm_enabled = False
+        teacher.requires_grad_(False)
+        return teacher.eval()
 
     def _amp_dtype(self) -> Optional[torch.dtype]:
         t = self.cfg.train
@@ -294,6 +308,11 @@ class StageTrainer:
                 self.scaler.load_state_dict(state["scaler"])
         except (KeyError, ValueError) as exc:
             raise TrainingError(f"the checkpoint's optimizer state does not fit this stage: {exc}") from None
+        if self.teacher is not None:
+            if "teacher" not in state:
+                raise TrainingError("train.distill_weight > 0 but the checkpoint was saved without a "
+                                    "distillation teacher: resume with the config it was trained with")
+            self.teacher.load_state_dict(state["teacher"])
         return int(state["epoch"])
 
     def fit(self, data: PairDataset, start_epoch: int = 0) -> None:
@@ -345,11 +364,17 @@ class StageTrainer:
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = network(template, search)
+            teacher = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_out = self.teacher(template, search)
+                teacher = (teacher_out.score_map, teacher_out.boxes)
         terms = self.criterion(
             out.score_map, out.boxes, target,
             bypass_probs=out.bypass_probs if self.stage == "bdm" else None,
             n_enf=self.model.n_enf,
             mask_l1=self.model.l1_masks() if self.stage == "vtp" else None,
+            teacher=teacher,
         )
         if not torch.isfinite(terms.total):
             raise TrainingError(f"non-finite loss in stage {self.stage}: {format_metrics(terms.terms)}")
@@ -370,6 +395,8 @@ class StageTrainer:
             state = {"epoch": completed,
                      "optimizer": _plain_optimizer_state(self.optimizer.state_dict()),
                      "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {}}
+            if self.teacher is not None:
+                state["teacher"] = {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}
             extra = {"stage": self.stage, "epoch": completed, "git_revision": self.revision,
                      "train_state": state}
             save_checkpoint(self.folder / CHECKPOINT_FILE, self.model, self.cfg, extra)
