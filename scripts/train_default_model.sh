@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the package's default model (abtrack_ros/resources/default_model.pt) and the numbers
-# of its model card, on a CPU (about 3 h 50 min on 2 cores, in as many runs as you like) or a
+# of its model card, on a CPU (about 4 h 35 min on 2 cores, in as many runs as you like) or a
 # GPU (--device cuda).
 #   scripts/train_default_model.sh [RUN_DIR] [extra `abtrack train` options, e.g. --device cuda]
 # Steps: synthetic data from real photographs (fixed seeds), the three training stages
