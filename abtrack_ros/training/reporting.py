@@ -40,8 +40,8 @@ def write_run_record(folder: Path, cfg: ABTrackConfig, revision: str) -> None:
 
 class CsvLog:
     """Append rows with fixed columns; the header is written once (a resumed run appends). A log
-    written by a version with other columns is rewritten with both versions' columns first, so
-    a resumed run never appends values under the wrong header."""
+    written by a version with other columns is first rewritten under the union of both (this
+    version's columns first), so a resumed run never appends values under the wrong header."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path = path
