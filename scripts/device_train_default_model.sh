@@ -62,12 +62,7 @@ abtrack train --config "$CONFIG" --stage all --out "$RUN" "${TRAIN_OPTIONS[@]}" 
     || { tail -n 20 "$OUT/logs/train.log" >&2; exit 1; }
 
 say "writing $OUT/default_model_gpu.pt (fp16) and the stage logs"
-python3 - "$RUN/bdm/model.pt" "$OUT/default_model_gpu.pt" <<'PY'
-import sys
-from abtrack_ros.model import load_checkpoint, save_checkpoint
-model, cfg, extra = load_checkpoint(sys.argv[1])
-save_checkpoint(sys.argv[2], model, cfg, extra, half=True)
-PY
+python3 "$ROOT/scripts/fp16_copy.py" "$RUN/bdm/model.pt" "$OUT/default_model_gpu.pt"
 for stage in vtp prune bdm; do
     mkdir -p "$OUT/run/$stage"
     cp "$RUN/$stage"/*.csv "$RUN/$stage/config.yaml" "$OUT/run/$stage/" 2>/dev/null || true

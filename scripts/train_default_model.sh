@@ -51,12 +51,7 @@ stage prune "$RUN/vtp/model.pt"
 stage bdm "$RUN/prune/model.pt"
 
 say "shipping $RUN/bdm/model.pt as $SHIPPED (fp16 storage)"
-python - "$RUN/bdm/model.pt" "$SHIPPED" <<'EOF'
-import sys
-from abtrack_ros.model import load_checkpoint, save_checkpoint
-model, cfg, extra = load_checkpoint(sys.argv[1])
-save_checkpoint(sys.argv[2], model, cfg, extra, half=True)
-EOF
+python "$ROOT/scripts/fp16_copy.py" "$RUN/bdm/model.pt" "$SHIPPED"
 
 say "evaluating on the held-out set (with and without bypass) and benchmarking"
 abtrack eval --dataset synthetic:data/default_heldout --split val --checkpoint "$SHIPPED" \
