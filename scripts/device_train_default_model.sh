@@ -3,7 +3,7 @@
 # has PyTorch, timm and OpenCV but no registry access and no ROS). It generates the training data
 # there from the packed photographs, runs the three stages of config/models/abtrack_default_gpu.yaml
 # on CUDA and writes the fp16 model and the logs under OUT_DIR. Evaluate it here afterwards
-# (docs/training.md, "GPU variant").
+# (docs/training.md, "The default model on a GPU").
 #   here:        scripts/pack_device_images.sh                      # writes .device_pack/
 #   device call: bash scripts/device_train_default_model.sh "$OUT"   # carry: [".device_pack"]
 #   CPU check:   ABTRACK_DEVICE_SEQUENCES=2 scripts/device_train_default_model.sh /tmp/out \
@@ -65,6 +65,6 @@ say "writing $OUT/default_model_gpu.pt (fp16) and the stage logs"
 python3 "$ROOT/scripts/fp16_copy.py" "$RUN/bdm/model.pt" "$OUT/default_model_gpu.pt"
 for stage in vtp prune bdm; do
     mkdir -p "$OUT/run/$stage"
-    cp "$RUN/$stage"/*.csv "$RUN/$stage/config.yaml" "$OUT/run/$stage/" 2>/dev/null || true
+    cp "$RUN/$stage"/*.csv "$RUN/$stage/config.yaml" "$OUT/run/$stage/"
 done
 say "done"
