@@ -12,7 +12,9 @@ python - "$PACK" <<'PY'
 import shutil, sys
 from pathlib import Path
 import cv2
-from abtrack_ros.data.image_sources import MAX_WORKING_SIDE, MIN_FILE_BYTES, find_real_images, find_sample_videos, location_free_name
+from abtrack_ros.data.image_sources import (
+    MIN_FILE_BYTES, find_real_images, find_sample_videos, location_free_name, to_working_size,
+)
 
 pack = Path(sys.argv[1])
 if pack.exists():
@@ -23,10 +25,7 @@ photos = find_real_images()
 if not photos:
     sys.exit("no photographs found: run scripts/setup.sh first (it installs the image packages)")
 for index, path in enumerate(photos):
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    scale = MAX_WORKING_SIDE / max(image.shape[:2])
-    if scale < 1:
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    image = to_working_size(cv2.imread(str(path), cv2.IMREAD_COLOR))
     # The index keeps the generator's photo order (location-free names) in the pack.
     name = f"{index:03d}_" + location_free_name(path).replace("/", "_").rsplit(".", 1)[0] + ".jpg"
     target = pack / "photos" / name

@@ -85,6 +85,14 @@ def _read_rgb(path: Path) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def to_working_size(image: np.ndarray) -> np.ndarray:
+    """``image`` shrunk (never enlarged) so that its longer side is at most ``MAX_WORKING_SIDE``."""
+    scale = MAX_WORKING_SIDE / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 def location_free_name(path: Path) -> str:
     """``path`` without the part that depends on where Python packages are installed.
 
@@ -180,10 +188,7 @@ class PhotoSource:
             image = _read_rgb(self.paths[index])
             if image is None:
                 raise ValueError(f"cannot decode image file: {self.paths[index]}")
-            scale = MAX_WORKING_SIDE / max(image.shape[:2])
-            if scale < 1:
-                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            self._images[index] = image
+            self._images[index] = to_working_size(image)
         return self._images[index]
 
     def background(self, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
