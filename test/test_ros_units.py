@@ -14,7 +14,7 @@ import yaml
 
 from abtrack_ros.ros import params
 from abtrack_ros.ros.drawing import TRACKING_COLOUR, draw_result
-from abtrack_ros.ros.frames import FrameRecord, FrameStore
+from abtrack_ros.ros.frames import FrameRecord, FrameStore, TransportLossCounter, sequence_gap, stamp_gap
 from abtrack_ros.ros.stats import (
     LEVEL_ERROR,
     LEVEL_OK,
@@ -24,6 +24,7 @@ from abtrack_ros.ros.stats import (
     ResultWindow,
     health_verdict,
     percentiles,
+    resident_memory_bytes,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +50,18 @@ def test_valid_parameter_values(name, value):
 def test_invalid_parameter_values_have_reasons(name, value, reason):
     message = params.validate(name, value)
     assert message is not None and reason in message and name in message
+
+
+def test_auto_threads_leave_half_of_the_cores():
+    assert [params.auto_threads(n) for n in (None, 1, 2, 3, 8)] == [1, 1, 1, 1, 4]
+
+
+def test_integers_for_double_parameters_become_doubles():
+    assert params.coerce_integer_for_double("bypass_threshold", 1) == 1.0
+    assert type(params.coerce_integer_for_double("bypass_threshold", 1)) is float
+    assert params.coerce_integer_for_double("bypass_threshold", True) is True  # not a number: rclpy refuses it
+    assert type(params.coerce_integer_for_double("qos_depth", 3)) is int
+    assert params.coerce_integer_for_double("use_sim_time", 1) == 1  # not ours
 
 
 def test_runtime_parameters_are_the_documented_ones():
@@ -109,8 +122,8 @@ def test_bin_script_calls_the_node_main():
 
 
 # ---------------------------------------------------------------- frame hand-over
-def record(stamp: int) -> FrameRecord:
-    return FrameRecord(msg=stamp, stamp_ns=stamp, received_ns=stamp)
+def record(stamp: int, nbytes: int = 10) -> FrameRecord:
+    return FrameRecord(msg=SimpleNamespace(data=bytes(nbytes)), stamp_ns=stamp, received_ns=stamp)
 
 
 def test_store_hands_over_the_newest_and_counts_drops():
@@ -137,6 +150,35 @@ def test_store_ring_buffer_lookup():
         FrameStore(0)
 
 
+def test_store_ring_buffer_is_bounded_in_bytes_and_keeps_the_newest():
+    store = FrameStore(buffer_length=10, max_bytes=250)
+    for stamp in (1, 2, 3, 4):
+        store.put(record(stamp, nbytes=100))
+    assert store.buffered_stamps() == [3, 4] and store.buffered_bytes == 200
+    store.put(record(5, nbytes=1000))  # larger than the bound alone: still kept, as the newest
+    assert store.buffered_stamps() == [5] and store.buffered_bytes == 1000
+    assert store.take(0.0).stamp_ns == 5
+
+
+def test_transport_losses_from_sequence_numbers():
+    assert [sequence_gap(None, 5), sequence_gap(5, 6), sequence_gap(5, 9), sequence_gap(9, 2)] == [0, 0, 3, 0]
+    counter = TransportLossCounter()
+    for publisher, sequence in ((b"a", 1), (b"a", 2), (b"b", 1), (b"a", 5), (b"b", 3), (b"a", 1)):
+        counter.observe(publisher, sequence, stamp_ns=0)
+    assert counter.lost == 2 + 1  # a: 3 and 4 missing; b: 2 missing; a's restart at 1 counts nothing
+
+
+def test_transport_losses_from_stamp_gaps_at_a_known_rate():
+    period = 1e9 / 30
+    assert stamp_gap(None, 0, period, 1.5) == 0 and stamp_gap(0, int(4 * period), None, 1.5) == 0
+    assert [stamp_gap(0, int(k * period), period, 1.5) for k in (1, 1.4, 2, 4)] == [0, 0, 1, 3]
+    counter = TransportLossCounter(expected_rate_hz=30.0)
+    for k in (0, 1, 2, 5, 6):
+        counter.observe(None, None, int(k * period))
+    assert counter.lost == 2
+    assert TransportLossCounter().observe(None, None, 10**12) == 0  # no rate, no sequence: unknown
+
+
 def test_take_waits_for_a_frame_from_another_thread():
     store = FrameStore(buffer_length=2)
     timer = threading.Timer(0.05, store.put, args=(record(7),))
@@ -148,10 +190,15 @@ def test_take_waits_for_a_frame_from_another_thread():
 # ---------------------------------------------------------------- statistics and verdict
 def test_rate_meter_and_window():
     meter = RateMeter(window_s=1.0)
+    assert meter.last() is None and meter.rate(10.0) == 0.0
     for i in range(11):
         meter.tick(10.0 + i * 0.1)
-    assert meter.rate(11.0) == pytest.approx(10.0)
+        if i == 5:
+            assert meter.rate(10.5) == pytest.approx(6 / 0.5)  # younger than the window: over its age
+    assert meter.rate(11.05) == pytest.approx(10.0)
+    assert meter.rate(11.55) == pytest.approx(5.0)  # the input stopped: the rate falls at once
     assert meter.rate(13.0) == 0.0  # all ticks out of the window
+    assert meter.last() == pytest.approx(11.0)  # the newest tick is still known
     window = ResultWindow(size=3)
     for ms in (1.0, 2.0, 3.0, 100.0):
         window.add(ms, 0.5)
@@ -174,6 +221,10 @@ def health(**kw) -> HealthInputs:
     ({"state_name": "LOST"}, LEVEL_WARN, "target lost"),
     ({"rejected": 30}, LEVEL_ERROR, "all 30 recent images rejected"),
     ({"rejected": 29}, LEVEL_OK, "ok"),
+    ({"lost_in_transport": 1}, LEVEL_OK, "ok"),  # 1 of 31 is under the threshold
+    ({"lost_in_transport": 10}, LEVEL_WARN, "10 of 40 recent camera frames lost before the node"),
+    ({"clock_jumps": 1}, LEVEL_WARN, "stamps jumped back"),
+    ({"worker_errors": 1}, LEVEL_ERROR, "1 internal errors in the tracking worker"),
 ])
 def test_health_verdict(kw, level, text):
     got_level, message = health_verdict(health(**kw))
@@ -236,21 +287,59 @@ def test_demo_summary_counts_come_from_the_newest_status():
     assert s.frame_accounting["node_received"] == 6 and s.frame_accounting["node_statuses"] == 4
 
 
-def test_session_never_tracks_an_image_older_than_its_init_image():
-    """The worker may hold an older frame when an init lands: that frame gets no box."""
+def tiny_session():
     from abtrack_ros.config import ModelConfig, TrackerConfig
     from abtrack_ros.model import build_model
-    from abtrack_ros.ros.session import STATE_IDLE, TrackingSession
+    from abtrack_ros.ros.session import TrackingSession
     from abtrack_ros.tracking import Tracker
 
     model = build_model(ModelConfig(depth=2, n_enf=1, template_size=32, search_size=64))
-    session = TrackingSession(Tracker(model, TrackerConfig()))
+    return TrackingSession(Tracker(model, TrackerConfig()))
+
+
+def test_session_never_tracks_an_image_older_than_its_newest_image():
+    """The worker may hold an older frame when an init lands: that frame gets no box."""
+    from abtrack_ros.ros.session import STATE_IDLE, Step
+
+    session = tiny_session()
     frame = np.random.default_rng(0).integers(0, 255, size=(60, 80, 3), dtype=np.uint8)
-    assert session.track(frame, 5) == (None, "") and session.state_name == STATE_IDLE
+    assert session.track(frame, 5) == Step() and session.state_name == STATE_IDLE
     target = session.initialize(frame, [20.0, 20.0, 16.0, 12.0], stamp_ns=1_000)
-    assert session.track(frame, 999) == (None, "")
-    result, tracked_id = session.track(frame, 1_000)
-    assert result is not None and tracked_id == target
+    early = session.track(frame, 999)
+    assert early.result is None and early.target_id == target and "older" in early.skipped
+    step = session.track(frame, 1_000)
+    assert step.result is not None and step.target_id == target and step.skipped == ""
     with pytest.raises(ValueError):
         session.initialize(frame, [float("nan"), 0.0, 5.0, 5.0], stamp_ns=2_000)
-    assert session.track(frame, 1_500)[1] == target  # the failed init changed nothing
+    assert session.track(frame, 1_500).target_id == target  # the failed init changed nothing
+    assert session.track(frame, 1_200).result is None  # older than the newest tracked image
+
+
+def test_session_drops_the_target_when_the_clock_jumps_back():
+    from abtrack_ros.ros.session import CLOCK_JUMP_BACK_NS, STATE_IDLE
+
+    session = tiny_session()
+    frame = np.random.default_rng(1).integers(0, 255, size=(60, 80, 3), dtype=np.uint8)
+    session.initialize(frame, [20.0, 20.0, 16.0, 12.0], stamp_ns=5 * CLOCK_JUMP_BACK_NS)
+    assert session.track(frame, 6 * CLOCK_JUMP_BACK_NS).result is not None
+    jump = session.track(frame, 4 * CLOCK_JUMP_BACK_NS)  # 2 s back: a bag loop
+    assert jump.clock_jump and jump.result is None and "jumped back" in jump.skipped
+    assert session.state_name == STATE_IDLE and jump.target_id == ""
+    session.initialize(frame, [20.0, 20.0, 16.0, 12.0], stamp_ns=4 * CLOCK_JUMP_BACK_NS)
+    assert session.track(frame, 4 * CLOCK_JUMP_BACK_NS + 1).result is not None  # re-init works
+
+
+def test_session_rejects_a_frame_of_another_size_and_keeps_the_target():
+    session = tiny_session()
+    frame = np.random.default_rng(2).integers(0, 255, size=(60, 80, 3), dtype=np.uint8)
+    session.initialize(frame, [20.0, 20.0, 16.0, 12.0], stamp_ns=1)
+    box_before = session._tracker.box
+    with pytest.raises(ValueError, match="initialised on a 80x60 image"):
+        session.track(np.zeros((1, 1, 3), np.uint8), 2)
+    np.testing.assert_array_equal(session._tracker.box, box_before)
+    assert session.track(frame, 3).result.box[2] > 1.0
+
+
+def test_resident_memory_is_read_on_linux():
+    rss = resident_memory_bytes()
+    assert rss is None or 10 * 2**20 < rss < 64 * 2**30

@@ -82,6 +82,16 @@ def test_validate_box_and_frame():
     for bad in ([1, 2, 3], [np.nan, 0, 1, 1], [0, 0, 0, 5], [0, 0, 5, -1], [20, 20, 5, 5], [-10, 0, 5, 5], "abcd"):
         with pytest.raises(ValueError):
             g.validate_box(bad, 10, 10)
+    # Boxes are returned clipped to the image: huge ones become the image, never an infinite size.
+    np.testing.assert_allclose(g.validate_box([-5, 2, 10, 4], 10, 10), [0, 2, 5, 4])
+    for huge in ([0, 0, 1e155, 1e155], [-1e200, -1e200, 1e201, 1e201], [0, 0, 1e9, 1e9]):
+        np.testing.assert_allclose(g.validate_box(huge, 10, 8), [0, 0, 10, 8])
+    for tiny_or_overflowing, reason in (([1, 1, 1e-6, 1e-6], "at least 3 x 3"), ([8, 1, 5, 5], "at least 3 x 3"),
+                                        ([1e308, 0, 1e308, 5], "infinite")):
+        with pytest.raises(ValueError, match=reason):
+            g.validate_box(tiny_or_overflowing, 10, 10)
+    with pytest.raises(ValueError, match="too small"):
+        g.validate_box([0, 0, 1, 1], 1, 1)
     g.validate_frame(np.zeros((4, 5, 3), np.uint8))
     for bad in (np.zeros((4, 5, 3), np.float32), np.zeros((4, 5), np.uint8), np.zeros((0, 5, 3), np.uint8), [1, 2]):
         with pytest.raises(ValueError):

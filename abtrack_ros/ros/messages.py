@@ -62,7 +62,7 @@ def detection_box_xywh(det: Detection2D) -> list[float]:
     return [float(det.bbox.center.position.x) - w / 2.0, float(det.bbox.center.position.y) - h / 2.0, w, h]
 
 
-def status_msg(outcome: FrameOutcome, dropped: int, rejected: int, processed: int) -> TrackerStatus:
+def status_msg(outcome: FrameOutcome, dropped: int, rejected: int, processed: int, lost: int) -> TrackerStatus:
     msg = TrackerStatus()
     msg.header = outcome.header
     msg.state = STATE_CODES[outcome.state_name]
@@ -81,5 +81,6 @@ def status_msg(outcome: FrameOutcome, dropped: int, rejected: int, processed: in
     msg.frames_dropped = int(dropped)
     msg.frames_rejected = int(rejected)
     msg.frames_processed = int(processed)
+    msg.frames_lost_in_transport = int(lost)
     msg.last_error = outcome.last_error
     return msg

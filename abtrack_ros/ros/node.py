@@ -1,18 +1,26 @@
-"""The ABTrack ROS 2 tracker node (`tracker_node`).
+"""The ABTrack ROS 2 tracker node (`tracker_node`), plain and managed (lifecycle).
 
 Threading design (see docs/ros.md): subscriptions and services run in a ReentrantCallbackGroup
 on a MultiThreadedExecutor and only store or look things up; one dedicated worker thread takes
 the newest frame and runs the tracker. Init/reset requests take the tracker lock the worker holds
 per frame, so they are applied between two frames while the services stay responsive.
+
+`TrackerCore` is the part both node types share: the model, the frame store, the counters, the
+worker and the ROS interfaces. `TrackerNode` builds and opens it at once; `LifecycleTrackerNode`
+builds it on configure, opens it on activate, closes it on deactivate and frees it on cleanup.
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -21,11 +29,12 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.time import Time
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D
@@ -33,19 +42,26 @@ from vision_msgs.msg import Detection2D
 from abtrack_ros.msg import TrackerStatus
 from abtrack_ros.ros import params as node_params
 from abtrack_ros.ros.drawing import draw_result
-from abtrack_ros.ros.frames import FrameRecord, FrameStore, stamp_to_ns
+from abtrack_ros.ros.frames import FrameRecord, FrameStore, TransportLossCounter, stamp_to_ns
 from abtrack_ros.ros.image_conversion import ImageConversionError, ImageConverter, rgb_to_image_msg
 from abtrack_ros.ros.messages import STATE_CODES, FrameOutcome, detection_box_xywh, detection_msg, status_msg
 from abtrack_ros.ros.session import TrackingSession
-from abtrack_ros.ros.stats import HealthInputs, RateMeter, ResultWindow, health_verdict
+from abtrack_ros.ros.stats import HealthInputs, RateMeter, ResultWindow, health_verdict, resident_memory_bytes
 from abtrack_ros.srv import InitTarget
 from abtrack_ros.tracking import Tracker
 
 NODE_NAME = "tracker_node"
 WORKER_POLL_S = 0.1
+WORKER_JOIN_S = 5.0
 OUTPUT_QOS_DEPTH = 10
+SPIN_PERIOD_S = 0.1  # the main loop's wait: how soon a SIGINT/SIGTERM is acted on
+MIB = 1 << 20
 DIAGNOSTIC_LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 RUNTIME_SETTINGS = ("bypass_enabled", "bypass_threshold", "lost_score")
+# Size of the blank frame the model is warmed up on (its first calls allocate and pick kernels).
+WARMUP_FRAME_SIDE = 160
+RECENT_COUNTERS = ("received", "dropped", "converted", "rejected", "lost_in_transport", "worker_errors",
+                   "clock_jumps")
 
 
 class ModelLoadError(RuntimeError):
@@ -81,6 +97,23 @@ def load_tracker(p: node_params.NodeParams) -> Tracker:
         raise ModelLoadError(f"cannot load the tracker model from {where}: {exc}") from exc
 
 
+def warm_up(tracker: Tracker) -> None:
+    """One init and one step on a blank frame, so the first camera frame pays no start-up cost."""
+    frame = np.zeros((WARMUP_FRAME_SIDE, WARMUP_FRAME_SIDE, 3), dtype=np.uint8)
+    side = WARMUP_FRAME_SIDE / 4
+    tracker.initialize(frame, [side, side, side, side])
+    tracker.track(frame)
+
+
+def set_torch_threads(threads: int) -> int:
+    """Apply the `threads` parameter (0 = auto); returns the count in use."""
+    import torch
+
+    count = threads if threads > 0 else node_params.auto_threads(os.cpu_count())
+    torch.set_num_threads(count)
+    return count
+
+
 class Counters:
     """Frame counters shared by the callbacks, the worker and the diagnostics timer."""
 
@@ -90,6 +123,8 @@ class Counters:
         self.rejected = 0
         self.processed = 0
         self.incompatible_qos = 0
+        self.worker_errors = 0
+        self.clock_jumps = 0
         self.last_error = ""
 
     def add(self, **deltas: int) -> None:
@@ -102,62 +137,69 @@ class Counters:
             self.last_error = message
 
 
-class TrackerNode(Node):
-    """Subscribes images, tracks one target, publishes detection/status/diagnostics."""
+def declare_node_parameters(node: Node) -> node_params.NodeParams:
+    """Declare every parameter once (with its descriptor) and return their values."""
+    declared = node.declare_parameters(
+        "",
+        [(spec.name, spec.default, node_params.ros_descriptor(spec)) for spec in node_params.PARAMETERS],
+    )
+    return node_params.NodeParams.from_values({p.name: p.value for p in declared})
 
-    def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
-        self._session: Optional[TrackingSession] = None
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.params = self._declare_parameters()
-        if self.params.threads > 0:
-            import torch
 
-            torch.set_num_threads(self.params.threads)
-        self.device = resolve_device(self.params.device)
-        tracker = load_tracker(self.params)
+def coerce_parameters(parameters: list[Parameter]) -> list[Parameter]:
+    """rclpy pre-set callback: integers given for double parameters become doubles."""
+    return [
+        Parameter(p.name, value=node_params.coerce_integer_for_double(p.name, p.value)) for p in parameters
+    ]
+
+
+class TrackerCore:
+    """The tracker, its inputs and outputs on one rclpy node; built by the node type that owns it.
+
+    Construction loads and warms the model; `open()` creates the ROS interfaces and starts the
+    worker; `close()` stops the worker and destroys the interfaces (the model stays loaded).
+    """
+
+    def __init__(self, node: Node, params: node_params.NodeParams) -> None:
+        self.node = node
+        self.params = params
+        self.logger = node.get_logger()
+        self.torch_threads = set_torch_threads(params.threads)
+        self.device = resolve_device(params.device)
+        tracker = load_tracker(params)
+        try:
+            warm_up(tracker)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the model cannot run
+            raise ModelLoadError(f"the model failed its warm-up step: {exc}") from exc
         self.weights = tracker.weights_description
-        self._backend = tracker.backend.description
-        self._session = TrackingSession(tracker)
-        self._session.configure(
-            bypass_enabled=self.params.bypass_enabled,
-            bypass_threshold=self.params.bypass_threshold,
-            lost_score=self.params.lost_score,
+        self.backend = tracker.backend.description
+        self.session = TrackingSession(tracker)
+        self.session.configure(
+            bypass_enabled=params.bypass_enabled,
+            bypass_threshold=params.bypass_threshold,
+            lost_score=params.lost_score,
         )
-
-        self._converter = ImageConverter()
-        self._store = FrameStore(self.params.frame_buffer_length)
-        self._counters = Counters()
-        self._input_rate = RateMeter()
-        self._processing_rate = RateMeter()
-        self._results = ResultWindow()
-        self._last_tick = {"received": 0, "dropped": 0, "converted": 0, "rejected": 0}
-
-        self._create_interfaces()
+        self.converter = ImageConverter()
+        self.store = FrameStore(params.frame_buffer_length, params.frame_buffer_mbytes * MIB)
+        self.losses = TransportLossCounter(params.expected_rate_hz)
+        self.counters = Counters()
+        self.input_rate = RateMeter()
+        self.processing_rate = RateMeter()
+        self.results = ResultWindow()
+        self._last_tick = dict.fromkeys(RECENT_COUNTERS, 0)
+        self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy function, entity)
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="abtrack_worker", daemon=True)
-        self._worker.start()
-        self.get_logger().info(
-            f"tracking on {self.device} ({self.weights}); image input "
-            f"'{self._image_sub.topic_name}' ({self.params.qos_reliability}, depth {self.params.qos_depth}); "
-            f"image conversion: {self._converter.backend}"
-        )
+        self._worker: Optional[threading.Thread] = None
+        self.image_topic = ""
 
-    # ------------------------------------------------------------------ set-up
-    def _declare_parameters(self) -> node_params.NodeParams:
-        declared = self.declare_parameters(
-            "",
-            [(spec.name, spec.default, node_params.ros_descriptor(spec)) for spec in node_params.PARAMETERS],
-        )
-        return node_params.NodeParams.from_values({p.name: p.value for p in declared})
-
-    def _create_interfaces(self) -> None:
+    # ------------------------------------------------------------------ interfaces
+    def open(self) -> None:
+        node, p = self.node, self.params
         group = ReentrantCallbackGroup()
-        p = self.params
         reliability = ReliabilityPolicy.RELIABLE if p.qos_reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.qos_depth, reliability=reliability)
         image_type, image_topic = (CompressedImage, "image/compressed") if p.use_compressed else (Image, "image")
-        self._image_sub = self.create_subscription(
+        image_sub = node.create_subscription(
             image_type,
             image_topic,
             self._on_image,
@@ -166,54 +208,71 @@ class TrackerNode(Node):
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_sub_qos),
             qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
-        self.create_subscription(
-            Detection2D, "init_detection", self._on_init_detection, OUTPUT_QOS_DEPTH, callback_group=group
-        )
+        self.image_topic = image_sub.topic_name
+        self._keep(node.destroy_subscription, image_sub)
+        self._keep(node.destroy_subscription, node.create_subscription(
+            Detection2D, "init_detection", self._on_init_detection, OUTPUT_QOS_DEPTH, callback_group=group))
         pub_events = PublisherEventCallbacks(incompatible_qos=self._on_incompatible_pub_qos)
-        self._detection_pub = self.create_publisher(
-            Detection2D, "detection", OUTPUT_QOS_DEPTH, event_callbacks=pub_events
-        )
-        self._status_pub = self.create_publisher(
-            TrackerStatus, "status", OUTPUT_QOS_DEPTH, event_callbacks=pub_events
-        )
-        self._debug_pub = self.create_publisher(Image, "debug_image", 1, event_callbacks=pub_events)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
-        self.create_service(InitTarget, "init_target", self._on_init_target, callback_group=group)
-        self.create_service(Trigger, "reset", self._on_reset, callback_group=group)
-        self.create_timer(
-            p.diagnostics_period, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup()
+        self._detection_pub = self._keep(node.destroy_publisher, node.create_publisher(
+            Detection2D, "detection", OUTPUT_QOS_DEPTH, event_callbacks=pub_events))
+        self._status_pub = self._keep(node.destroy_publisher, node.create_publisher(
+            TrackerStatus, "status", OUTPUT_QOS_DEPTH, event_callbacks=pub_events))
+        self._debug_pub = self._keep(node.destroy_publisher, node.create_publisher(
+            Image, "debug_image", 1, event_callbacks=pub_events))
+        self._diag_pub = self._keep(node.destroy_publisher, node.create_publisher(
+            DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH))
+        # The default service queue (10) silently drops a burst of requests.
+        service_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.service_queue_depth,
+                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._keep(node.destroy_service, node.create_service(
+            InitTarget, "init_target", self._on_init_target, qos_profile=service_qos, callback_group=group))
+        self._keep(node.destroy_service, node.create_service(
+            Trigger, "reset", self._on_reset, qos_profile=service_qos, callback_group=group))
+        self._keep(node.destroy_timer, node.create_timer(
+            p.diagnostics_period, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup()))
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="abtrack_worker", daemon=True)
+        self._worker.start()
+        self.logger.info(
+            f"tracking on {self.device} ({self.weights}; {self.backend}; {self.torch_threads} torch threads); "
+            f"image input '{self.image_topic}' ({p.qos_reliability}, depth {p.qos_depth}); "
+            f"image conversion: {self.converter.backend}"
         )
 
-    # ------------------------------------------------------------------ parameters
-    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        for param in parameters:
-            reason = node_params.validate(param.name, param.value)
-            if reason is not None:
-                return SetParametersResult(successful=False, reason=reason)
-        changes = {p.name: p.value for p in parameters if p.name in RUNTIME_SETTINGS}
-        if self._session is not None and changes:
-            self._session.configure(**changes)
-        if self._session is not None:
-            for param in parameters:
-                if hasattr(self.params, param.name):
-                    setattr(self.params, param.name, param.value)
-        return SetParametersResult(successful=True)
+    def _keep(self, destroy: Callable[[Any], Any], entity: Any) -> Any:
+        self._entities.append((destroy, entity))
+        return entity
+
+    def close(self) -> None:
+        """Stop the worker, then destroy the interfaces (nothing publishes after this)."""
+        self._stop.set()
+        self.store.wake()
+        if self._worker is not None:
+            self._worker.join(timeout=WORKER_JOIN_S)
+            self._worker = None
+        for destroy, entity in reversed(self._entities):
+            destroy(entity)
+        self._entities.clear()
 
     # ------------------------------------------------------------------ inputs
-    def _on_image(self, msg: Any) -> None:
-        self._store.put(FrameRecord(msg, stamp_to_ns(msg.header.stamp), time.monotonic_ns()))
-        self._input_rate.tick(time.monotonic())
+    def _on_image(self, msg: Any, info: Any) -> None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        publisher = info.get("publisher_gid")
+        publisher_id = bytes(publisher["data"]) if isinstance(publisher, dict) and "data" in publisher else None
+        self.losses.observe(publisher_id, info.get("publication_sequence_number"), stamp_ns)
+        self.store.put(FrameRecord(msg, stamp_ns, time.monotonic_ns()))
+        self.input_rate.tick(time.monotonic())
 
     def _on_incompatible_sub_qos(self, event: Any) -> None:
-        self._report_incompatible_qos(f"subscription '{self._image_sub.topic_name}'", event)
+        self._report_incompatible_qos(f"subscription '{self.image_topic}'", event)
 
     def _on_incompatible_pub_qos(self, event: Any) -> None:
         self._report_incompatible_qos("an output publisher", event)
 
     def _report_incompatible_qos(self, what: str, event: Any) -> None:
-        self._counters.add(incompatible_qos=1)
+        self.counters.add(incompatible_qos=1)
         policy = getattr(event.last_policy_kind, "name", event.last_policy_kind)
-        self.get_logger().error(
+        self.logger.error(
             f"QoS mismatch on {what}: incompatible {policy} policy with a peer "
             f"({event.total_count} incompatible peers so far); no messages flow between them. "
             "Match the reliability (parameter qos_reliability or qos_overrides.*)."
@@ -224,37 +283,43 @@ class TrackerNode(Node):
         box = [request.x, request.y, request.width, request.height]
         ok, message, stamp = self._initialize(stamp_to_ns(request.stamp), box)
         response.success, response.message = ok, message
-        response.state = STATE_CODES[self._session.state_name]
+        response.state = STATE_CODES[self.session.state_name]
         if stamp is not None:
             response.image_stamp = stamp
         return response
 
     def _on_init_detection(self, det: Detection2D) -> None:
         ok, message, _ = self._initialize(stamp_to_ns(det.header.stamp), detection_box_xywh(det))
-        log = self.get_logger().info if ok else self.get_logger().warning
+        log = self.logger.info if ok else self.logger.warning
         log(f"init_detection: {message}")
 
     def _initialize(self, stamp_ns: int, box: list[float]) -> tuple[bool, str, Optional[TimeMsg]]:
-        """Start a target on the buffered frame with this stamp: (success, message, image stamp)."""
-        record = self._store.find(stamp_ns)
+        """Start a target on the buffered frame with this stamp: (success, message, image stamp).
+
+        Any request, however malformed, gets an answer and leaves the current target as it was.
+        """
+        record = self.store.find(stamp_ns)
         if record is None:
             return False, self._missing_frame_message(stamp_ns), None
         try:
-            frame = self._converter.to_rgb(record.msg)
-            target_id = self._session.initialize(frame, box, record.stamp_ns)
+            frame = self.converter.to_rgb(record.msg)
+            target_id = self.session.initialize(frame, box, record.stamp_ns)
         except ImageConversionError as exc:
             return False, f"the image for that stamp is unusable: {exc}", None
         except ValueError as exc:  # the tracker checks the box against this image
             return False, f"bad box: {exc}", None
+        except Exception as exc:  # noqa: BLE001 - a request must never take the node down
+            self._count_internal_error("init", exc)
+            return False, f"internal error while initialising: {type(exc).__name__}: {exc}", None
         stamp = record.msg.header.stamp
         message = f"tracking target {target_id} from the image at {stamp.sec}.{stamp.nanosec:09d}"
-        self.get_logger().info(message)
+        self.logger.info(message)
         return True, message, stamp
 
     def _missing_frame_message(self, stamp_ns: int) -> str:
-        stamps = self._store.buffered_stamps()
+        stamps = self.store.buffered_stamps()
         if not stamps:
-            return f"no image received yet on '{self._image_sub.topic_name}'"
+            return f"no image received yet on '{self.image_topic}'"
         return (
             f"no buffered image with stamp {stamp_ns / 1e9:.9f} s (buffer holds "
             f"{len(stamps)} images, {stamps[0] / 1e9:.9f} .. {stamps[-1] / 1e9:.9f} s); "
@@ -262,42 +327,59 @@ class TrackerNode(Node):
         )
 
     def _on_reset(self, _request: Any, response: Any) -> Any:
-        if self._session.reset():
+        if self.session.reset():
             response.success, response.message = True, "target dropped; now idle"
         else:
             response.success, response.message = False, "already idle"
         return response
 
+    def _count_internal_error(self, where: str, exc: BaseException) -> None:
+        self.counters.add(worker_errors=1)
+        self.counters.set_error(f"internal error ({where}): {type(exc).__name__}: {exc}")
+        self.logger.error(f"internal error ({where}): {traceback.format_exc()}", throttle_duration_sec=2.0)
+
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
         while not self._stop.is_set():
-            record = self._store.take(WORKER_POLL_S)
-            if record is not None:
+            record = self.store.take(WORKER_POLL_S)
+            if record is None or self._stop.is_set():
+                continue
+            try:
                 self._process(record)
+            except Exception as exc:  # noqa: BLE001 - the worker goes on; the error is counted and reported
+                if self._stop.is_set():
+                    return  # shutting down: the interfaces may already be gone
+                self._count_internal_error("worker", exc)
 
     def _process(self, record: FrameRecord) -> None:
         start = time.perf_counter()
-        header = record.msg.header
-        outcome = FrameOutcome(header=header, state_name=self._session.state_name,
-                               blocks_total=self._session.num_blocks)
-        frame = None
+        outcome = FrameOutcome(header=record.msg.header, state_name=self.session.state_name,
+                               blocks_total=self.session.num_blocks)
+        frame, step, error = None, None, ""
         try:
-            frame = self._converter.to_rgb(record.msg)
+            if record.stamp_ns < 0:
+                raise ImageConversionError(
+                    f"image stamp is negative ({record.msg.header.stamp.sec} s): not a valid time")
+            frame = self.converter.to_rgb(record.msg)
             outcome.conversion_ms = 1000.0 * (time.perf_counter() - start)
-            self._counters.add(converted=1)
-            result, target_id = self._session.track(frame, record.stamp_ns)
-        except ImageConversionError as exc:
-            self._counters.add(converted=1, rejected=1)
-            self._counters.set_error(f"image rejected: {exc}")
-            self.get_logger().warning(f"image rejected: {exc}", throttle_duration_sec=2.0)
-            result, target_id = None, ""
+            self.counters.add(converted=1)
+            step = self.session.track(frame, record.stamp_ns)
+        except (ImageConversionError, ValueError) as exc:  # unusable image, or one the target cannot use
+            self.counters.add(converted=int(frame is None), rejected=1)
+            frame, error = None, f"image rejected: {exc}"
+            self.logger.warning(error, throttle_duration_sec=2.0)
         except Exception as exc:  # noqa: BLE001 - the worker must survive any one bad frame
-            self._counters.set_error(f"tracking failed: {exc}")
-            self.get_logger().error(f"tracking failed on a frame: {exc}", throttle_duration_sec=2.0)
-            result, target_id = None, ""
-        else:
-            self._counters.set_error("")
-        if result is not None:
+            self._count_internal_error("tracking", exc)
+            frame, error = None, f"tracking failed: {type(exc).__name__}: {exc}"
+        target_id = ""
+        if step is not None:
+            target_id, error = step.target_id, step.skipped
+            if step.clock_jump:
+                self.counters.add(clock_jumps=1)
+                self.logger.warning(step.skipped, throttle_duration_sec=2.0)
+            outcome.state_name = self.session.state_name
+        if step is not None and step.result is not None:
+            result = step.result
             outcome.state_name = result.state
             outcome.score = result.score
             outcome.box_xywh = [float(v) for v in result.box]
@@ -305,24 +387,26 @@ class TrackerNode(Node):
             outcome.preprocess_ms = result.timings_ms.get("preprocess", 0.0)
             outcome.model_ms = result.timings_ms.get("model", 0.0)
             outcome.postprocess_ms = result.timings_ms.get("postprocess", 0.0)
+        self.counters.set_error(error)
         outcome.total_ms = 1000.0 * (time.perf_counter() - start)
-        outcome.last_error = self._counters.last_error
-        self._publish(outcome, target_id, frame)
+        outcome.last_error = error
+        self._publish(outcome, record.stamp_ns, target_id, frame)
 
-    def _publish(self, outcome: FrameOutcome, target_id: str, frame: Any) -> None:
-        image_time = Time.from_msg(outcome.header.stamp, clock_type=self.get_clock().clock_type)
-        outcome.image_age_ms = (self.get_clock().now() - image_time).nanoseconds / 1e6
+    def _publish(self, outcome: FrameOutcome, stamp_ns: int, target_id: str, frame: Any) -> None:
+        # Integer nanoseconds: rclpy's Time refuses the negative stamps a hostile publisher can send.
+        outcome.image_age_ms = (self.node.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        if self._stop.is_set():
+            return
         if outcome.box_xywh is not None:
             self._detection_pub.publish(detection_msg(outcome, target_id))
         if frame is not None:
-            self._counters.add(processed=1)
-            self._processing_rate.tick(time.monotonic())
+            self.counters.add(processed=1)
+            self.processing_rate.tick(time.monotonic())
             blocks = len(outcome.executed)
             bypassed = (blocks - sum(outcome.executed)) / blocks if blocks else None
-            self._results.add(outcome.total_ms, bypassed)
-        self._status_pub.publish(
-            status_msg(outcome, self._store.dropped, self._counters.rejected, self._counters.processed)
-        )
+            self.results.add(outcome.total_ms, bypassed)
+        self._status_pub.publish(status_msg(outcome, self.store.dropped, self.counters.rejected,
+                                            self.counters.processed, self.losses.lost))
         if frame is not None and self.params.debug_image and self._debug_pub.get_subscription_count() > 0:
             annotated = draw_result(frame, outcome.box_xywh, outcome.score, outcome.state_name, outcome.executed)
             self._debug_pub.publish(rgb_to_image_msg(annotated, outcome.header))
@@ -330,59 +414,154 @@ class TrackerNode(Node):
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         now_s = time.monotonic()
-        c = self._counters
-        totals = {"received": self._store.received, "dropped": self._store.dropped,
-                  "converted": c.converted, "rejected": c.rejected}
-        recent = {k: totals[k] - self._last_tick[k] for k in totals}
+        c = self.counters
+        totals = {"received": self.store.received, "dropped": self.store.dropped, "converted": c.converted,
+                  "rejected": c.rejected, "lost_in_transport": self.losses.lost,
+                  "worker_errors": c.worker_errors, "clock_jumps": c.clock_jumps}
+        recent = {k: totals[k] - self._last_tick[k] for k in RECENT_COUNTERS}
         self._last_tick = totals
-        last_image = self._input_rate.last()
+        last_image = self.input_rate.last()
         level, message = health_verdict(HealthInputs(
             seconds_since_image=None if last_image is None else now_s - last_image,
-            state_name=self._session.state_name, **recent,
+            state_name=self.session.state_name, **recent,
         ))
-        latency = self._results.latency_percentiles()
+        rss = resident_memory_bytes()
         values = {
-            "input_rate_hz": f"{self._input_rate.rate(now_s):.2f}",
-            "processing_rate_hz": f"{self._processing_rate.rate(now_s):.2f}",
-            "latency_p50_ms": f"{latency['p50']:.2f}",
-            "latency_p90_ms": f"{latency['p90']:.2f}",
-            "latency_p99_ms": f"{latency['p99']:.2f}",
-            "mean_bypass_rate": f"{self._results.mean_bypass():.3f}",
+            "input_rate_hz": f"{self.input_rate.rate(now_s):.2f}",
+            "processing_rate_hz": f"{self.processing_rate.rate(now_s):.2f}",
+            **{f"latency_{name}_ms": format_ms(v) for name, v in self.results.latency_percentiles().items()},
+            "mean_bypass_rate": f"{self.results.mean_bypass():.3f}",
             "frames_received": str(totals["received"]),
             "frames_processed": str(c.processed),
             "frames_dropped": str(totals["dropped"]),
             "frames_rejected": str(totals["rejected"]),
+            "frames_lost_in_transport": str(totals["lost_in_transport"]),
+            "worker_errors": str(totals["worker_errors"]),
+            "clock_jumps": str(totals["clock_jumps"]),
             "incompatible_qos_events": str(c.incompatible_qos),
-            "state": self._session.state_name,
+            "resident_memory_mb": "n/a" if rss is None else f"{rss / MIB:.1f}",
+            "frame_buffer_mb": f"{self.store.buffered_bytes / MIB:.1f}",
+            "state": self.session.state_name,
             "device": self.device,
-            "backend": f"{self._backend} ({self.weights}); images: {self._converter.backend}",
+            "torch_threads": str(self.torch_threads),
+            "backend": f"{self.backend} ({self.weights}); images: {self.converter.backend}",
             "last_error": c.last_error,
         }
         status = DiagnosticStatus(
             level=DIAGNOSTIC_LEVELS[level],
-            name=f"{self.get_fully_qualified_name()}: ABTrack tracker",
+            name=f"{self.node.get_fully_qualified_name()}: ABTrack tracker",
             message=message,
             hardware_id=self.device,
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
         array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
+        array.header.stamp = self.node.get_clock().now().to_msg()
         self._diag_pub.publish(array)
 
-    # ------------------------------------------------------------------ shutdown
+
+def format_ms(value: float) -> str:
+    """Milliseconds for diagnostics; 'n/a' before the first processed frame."""
+    return "n/a" if np.isnan(value) else f"{value:.2f}"
+
+
+class TrackerNode(Node):
+    """Subscribes images, tracks one target, publishes detection/status/diagnostics; starts at once."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.core: Optional[TrackerCore] = None
+        self.add_pre_set_parameters_callback(coerce_parameters)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.params = declare_node_parameters(self)
+        self.core = TrackerCore(self, self.params)
+        self.core.open()
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        return apply_parameters(getattr(self, "params", None), self.core, parameters)
+
     def stop(self) -> None:
-        """Stop the worker thread (before destroy_node)."""
-        self._stop.set()
-        self._store.wake()
-        self._worker.join(timeout=5.0)
+        """Stop the worker and the interfaces (before destroy_node)."""
+        self.core.close()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Run the node until shut down; 1 (with a fatal log line) when it cannot start."""
-    rclpy.init(args=sys.argv if argv is None else argv)
+class LifecycleTrackerNode(LifecycleNode):
+    """The managed variant: configure loads and warms the model, activate opens the topics and
+    services and starts the worker, deactivate stops them, cleanup frees the model."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.core: Optional[TrackerCore] = None
+        self.add_pre_set_parameters_callback(coerce_parameters)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.params = declare_node_parameters(self)
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        return apply_parameters(getattr(self, "params", None), self.core, parameters)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.core = TrackerCore(self, self.params)
+        except ModelLoadError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.open()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core = None  # the model, the frame buffer and their memory go with it
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop()
+        return TransitionCallbackReturn.SUCCESS
+
+    def stop(self) -> None:
+        if self.core is not None:
+            self.core.close()
+            self.core = None
+
+
+def apply_parameters(
+    values: Optional[node_params.NodeParams], core: Optional[TrackerCore], parameters: list[Parameter]
+) -> SetParametersResult:
+    """The nodes' on-set-parameters callback: validate all, then record the new values (the core
+    reads the same NodeParams) and apply run-time settings to a loaded model between two frames.
+    ``values`` is None while the parameters are being declared."""
+    for param in parameters:
+        reason = node_params.validate(param.name, param.value)
+        if reason is not None:
+            return SetParametersResult(successful=False, reason=reason)
+    if values is not None:
+        for param in parameters:
+            if hasattr(values, param.name):
+                setattr(values, param.name, param.value)
+    changes = {p.name: p.value for p in parameters if p.name in RUNTIME_SETTINGS}
+    if core is not None and changes:
+        core.session.configure(**changes)
+    return SetParametersResult(successful=True)
+
+
+def run(make_node: Callable[[], Node], argv: Optional[list[str]] = None) -> int:
+    """Spin a node until SIGINT/SIGTERM; 1 (with a fatal log line) when it cannot start.
+
+    The signals are handled here, not by rclpy: rclpy's handler shuts the context down while the
+    worker may be publishing (tracebacks, and 'failed to initialize wait set' exits). Here the
+    signal only sets a flag; the worker is stopped before the interfaces, the node and the context.
+    """
+    rclpy.init(args=sys.argv if argv is None else argv, signal_handler_options=SignalHandlerOptions.NO)
     logger = rclpy.logging.get_logger(NODE_NAME)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        node = TrackerNode()
+        node = make_node()
     except (ModelLoadError, InvalidParameterValueException) as exc:
         logger.fatal(f"tracker_node cannot start: {exc}")
         rclpy.try_shutdown()
@@ -390,8 +569,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    except ExternalShutdownException:
         pass
     finally:
         node.stop()
@@ -399,6 +579,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`tracker_node`: the plain node, active as soon as the model is loaded."""
+    return run(TrackerNode, argv)
+
+
+def lifecycle_main(argv: Optional[list[str]] = None) -> int:
+    """`tracker_lifecycle_node`: the managed node, driven by lifecycle_msgs services."""
+    return run(LifecycleTrackerNode, argv)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               pattern=DEVICE_PATTERN),
     ParamSpec("half", False, "Run the model in float16 (CUDA only)."),
     ParamSpec("backend", "auto",
-              "Inference backend: auto (the fastest installed: onnxruntime on CPU, tensorrt on CUDA), "
+              "Inference backend: auto (tensorrt on CUDA when installed, else torch; torch on CPU), "
               "torch, onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKEND_NAMES),
     ParamSpec("bypass_enabled", True, "Let the bypass decision modules skip blocks.",
               read_only=False),
@@ -55,12 +55,24 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("frame_buffer_length", 30,
               "Recent frames kept so init_target can name an older image by its stamp.",
               minimum=1, maximum=1000),
+    ParamSpec("frame_buffer_mbytes", 256,
+              "Most memory (MiB of image data) the recent-frame buffer may hold; the oldest frames "
+              "go first, the newest is always kept.", minimum=1, maximum=65536),
+    ParamSpec("service_queue_depth", 100,
+              "Requests the init_target and reset services queue before the oldest is dropped.",
+              minimum=1, maximum=10000),
+    ParamSpec("expected_rate_hz", 0.0,
+              "Camera rate used to count frames lost before the node from stamp gaps when the "
+              "middleware gives no publication sequence numbers; 0 = unknown (not counted then).",
+              minimum=0.0, maximum=1000.0),
     ParamSpec("debug_image", False,
               "Publish debug_image (box, score, executed blocks) when someone subscribes.",
               read_only=False),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
               minimum=0.1, maximum=60.0),
-    ParamSpec("threads", 0, "Torch CPU threads; 0 = torch's default.", minimum=0, maximum=256),
+    ParamSpec("threads", 0,
+              "Torch CPU threads; 0 = auto: half of the CPU cores, at least 1 (the rest stays free for "
+              "the camera driver, DDS and the executor).", minimum=0, maximum=256),
 )
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
@@ -80,6 +92,9 @@ class NodeParams:
     qos_reliability: str
     qos_depth: int
     frame_buffer_length: int
+    frame_buffer_mbytes: int
+    service_queue_depth: int
+    expected_rate_hz: float
     debug_image: bool
     diagnostics_period: float
     threads: int
@@ -87,6 +102,24 @@ class NodeParams:
     @classmethod
     def from_values(cls, values: dict[str, Value]) -> "NodeParams":
         return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+def auto_threads(cpu_count: Optional[int]) -> int:
+    """The torch thread count for ``threads: 0``: half of the cores, at least 1.
+
+    Measured on 2 cores with a camera process on the same machine: 2 torch threads processed
+    20-98 % of frames with p95 latency up to 790 ms, 1 thread 99 % with p95 23-28 ms.
+    """
+    return max(1, (cpu_count or 1) // 2)
+
+
+def coerce_integer_for_double(name: str, value: Any) -> Any:
+    """An integer given for a double parameter as that float (``bypass_threshold: 1`` in YAML or
+    ``ros2 param set ... 1``), which rclpy's type check would otherwise refuse; else unchanged."""
+    spec = SPECS.get(name)
+    if spec is not None and isinstance(spec.default, float) and type(value) is int:
+        return float(value)
+    return value
 
 
 def _type_name(value: Value) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -14,6 +15,19 @@ import numpy as np
 from abtrack_ros.tracking import STATE_TRACKING, Tracker, TrackResult
 
 STATE_IDLE = "IDLE"
+# An image stamped this much before the newest image of the target means the clock went back
+# (a bag played in a loop, a simulator reset), not a frame that arrived a little late.
+CLOCK_JUMP_BACK_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one frame did to the session: a result, or why there is none."""
+
+    result: Optional[TrackResult] = None
+    target_id: str = ""
+    skipped: str = ""  # why a frame was not tracked although a target is set; "" otherwise
+    clock_jump: bool = False  # the target was dropped because the stamps went back
 
 
 class TrackingSession:
@@ -24,7 +38,7 @@ class TrackingSession:
         self._lock = threading.Lock()
         self._target_id = ""
         self._state_name = STATE_IDLE
-        self._init_stamp_ns = 0
+        self._newest_stamp_ns = 0  # newest image the target has seen (its init image or a tracked one)
 
     @property
     def state_name(self) -> str:
@@ -43,7 +57,7 @@ class TrackingSession:
             self._tracker.initialize(frame, box_xywh)
             self._target_id = uuid.uuid4().hex[:12]
             self._state_name = STATE_TRACKING
-            self._init_stamp_ns = stamp_ns
+            self._newest_stamp_ns = stamp_ns
             return self._target_id
 
     def reset(self) -> bool:
@@ -51,22 +65,38 @@ class TrackingSession:
         with self._lock:
             if self._state_name == STATE_IDLE:
                 return False
-            self._target_id = ""
-            self._state_name = STATE_IDLE
+            self._drop_target()
             return True
 
-    def track(self, frame: np.ndarray, stamp_ns: int) -> tuple[Optional[TrackResult], str]:
-        """(result, target id) for the image stamped ``stamp_ns``, or (None, "") while idle.
+    def track(self, frame: np.ndarray, stamp_ns: int) -> Step:
+        """Track the image stamped ``stamp_ns`` (nothing while idle).
 
-        An image older than the one the target was initialised on (the worker may have taken it
-        just before an init) is not tracked: its box would come from a newer template.
+        An image older than the newest one the target has seen is not tracked: its box would come
+        from a newer state (the worker may have taken it just before an init, or it arrived late).
+        Older by more than CLOCK_JUMP_BACK_NS means the clock went back: the target is dropped,
+        since its last box says nothing about the replayed scene, and the caller must re-init.
+        Raises what Tracker.track raises (ValueError for a bad frame), leaving the target as it was.
         """
         with self._lock:
-            if self._state_name == STATE_IDLE or stamp_ns < self._init_stamp_ns:
-                return None, ""
+            if self._state_name == STATE_IDLE:
+                return Step()
+            if stamp_ns < self._newest_stamp_ns:
+                back_s = (self._newest_stamp_ns - stamp_ns) / 1e9
+                if self._newest_stamp_ns - stamp_ns > CLOCK_JUMP_BACK_NS:
+                    self._drop_target()
+                    return Step(skipped=f"image stamps jumped back by {back_s:.3f} s (bag loop or "
+                                        "simulator reset): target dropped, call init_target again",
+                                clock_jump=True)
+                return Step(target_id=self._target_id,
+                            skipped=f"image is {back_s:.3f} s older than the target's newest image: not tracked")
             result = self._tracker.track(frame)
             self._state_name = result.state
-            return result, self._target_id
+            self._newest_stamp_ns = stamp_ns
+            return Step(result=result, target_id=self._target_id)
+
+    def _drop_target(self) -> None:
+        self._target_id = ""
+        self._state_name = STATE_IDLE
 
     def configure(
         self,

@@ -15,6 +15,9 @@ import numpy as np
 # ImageNet statistics used to normalise the model inputs (RGB, values in 0..1).
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# Smallest target side (pixels) a box may have inside the image: below it a crop around the box
+# is mostly interpolation and the track cannot recover.
+MIN_BOX_SIDE_PX = 3.0
 
 
 @dataclass(frozen=True)
@@ -141,17 +144,33 @@ def validate_frame(frame: object) -> np.ndarray:
 
 
 def validate_box(box_xywh: object, width: int, height: int) -> np.ndarray:
-    """Check an ``[x, y, w, h]`` box is finite, has positive size and overlaps the image."""
+    """Check an ``[x, y, w, h]`` box and return its part inside the image, or raise ValueError.
+
+    The box must be finite with a positive size, and its part inside the ``width x height``
+    image must be at least MIN_BOX_SIDE_PX on both sides. Clipping first keeps every later size
+    (crop side, area) finite: a box of 1e200 pixels becomes the whole image.
+    """
+    if width < MIN_BOX_SIDE_PX or height < MIN_BOX_SIDE_PX:
+        raise ValueError(f"a {width}x{height} image is too small for a target box")
     try:
         box = np.asarray(box_xywh, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"box must be 4 numbers [x, y, w, h], got {box_xywh!r}") from exc
     if box.shape != (4,):
         raise ValueError(f"box must be 4 numbers [x, y, w, h], got {box.size} values")
-    if not np.all(np.isfinite(box)):
+    with np.errstate(over="ignore"):
+        corners = np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]])
+    if not (np.all(np.isfinite(box)) and np.all(np.isfinite(corners))):
         raise ValueError(f"box has NaN or infinite values: {box.tolist()}")
     if box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"box width and height must be positive, got w={box[2]}, h={box[3]}")
-    if box[0] >= width or box[1] >= height or box[0] + box[2] <= 0 or box[1] + box[3] <= 0:
+    x1, y1 = max(corners[0], 0.0), max(corners[1], 0.0)
+    x2, y2 = min(corners[2], float(width)), min(corners[3], float(height))
+    if x2 <= x1 or y2 <= y1:
         raise ValueError(f"box {box.tolist()} lies fully outside the {width}x{height} frame")
-    return box
+    if x2 - x1 < MIN_BOX_SIDE_PX or y2 - y1 < MIN_BOX_SIDE_PX:
+        raise ValueError(
+            f"box {box.tolist()} has {x2 - x1:.3g} x {y2 - y1:.3g} pixels inside the {width}x{height} "
+            f"frame; a target needs at least {MIN_BOX_SIDE_PX:g} x {MIN_BOX_SIDE_PX:g}"
+        )
+    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)

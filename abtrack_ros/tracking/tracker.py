@@ -31,6 +31,10 @@ class TrackerNotInitializedError(RuntimeError):
     """track() was called before initialize()."""
 
 
+class FrameSizeError(ValueError):
+    """track() got a frame of another size than the one the target was initialised on."""
+
+
 @dataclass
 class TrackResult:
     """The outcome of one tracking step."""
@@ -105,6 +109,7 @@ class Tracker:
         self._hann: Optional[torch.Tensor] = None
         self._template_tokens: Optional[torch.Tensor] = None
         self._box: Optional[np.ndarray] = None
+        self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the init frame
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -163,14 +168,25 @@ class Tracker:
         template = self.normalise(geo.crop_patch(frame, window))
         self._template_tokens = self.backend.embed_template(template)
         self._box = box
+        self._frame_size = (frame.shape[1], frame.shape[0])
 
     @torch.inference_mode()
     def track(self, frame: np.ndarray) -> TrackResult:
-        """Locate the target in the next frame."""
+        """Locate the target in the next frame.
+
+        Raises ValueError for a bad frame; FrameSizeError (a ValueError) for a frame of another
+        size than the init frame, whose pixels the box cannot be carried over to. Either leaves
+        the target as it was.
+        """
         if self._box is None:
             raise TrackerNotInitializedError("call initialize(frame, box) before track(frame)")
         frame = geo.validate_frame(frame)
         height, width = frame.shape[:2]
+        if (width, height) != self._frame_size:
+            raise FrameSizeError(
+                f"frame is {width}x{height} but the target was initialised on a "
+                f"{self._frame_size[0]}x{self._frame_size[1]} image; re-initialise to track at the new size"
+            )
 
         start = time.perf_counter()
         window = geo.crop_window(
@@ -213,7 +229,8 @@ class Tracker:
         boxes, _ = decode_boxes(ranked_map, out.offset_map.float(), out.size_map.float())
         best = int(torch.argmax(ranked_map[0].flatten()))
         raw_score = float(score_map[0].flatten()[best])
-        box = geo.clip_box(geo.box_from_crop(boxes[0].cpu().numpy(), window), width, height)
+        box = geo.clip_box(geo.box_from_crop(boxes[0].cpu().numpy(), window), width, height,
+                           min_size=geo.MIN_BOX_SIDE_PX)
         return box, raw_score
 
     def _hann_window(self, size: int) -> torch.Tensor:
