@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
@@ -113,10 +113,12 @@ class ReplayCamera(Node):
         self._last_stamp_ns = 0
         self.published = 0  # messages sent so far
 
-    def publish_frame(self, frame: np.ndarray) -> int:
-        """Publish one frame; returns its header stamp in ns (strictly increasing)."""
-        stamp_ns = max(self.get_clock().now().nanoseconds, self._last_stamp_ns + 1)
-        self._last_stamp_ns = stamp_ns
+    def publish_frame(self, frame: np.ndarray, stamp_ns: Optional[int] = None) -> int:
+        """Publish one frame; returns its header stamp in ns: ``stamp_ns`` when given (a recorded
+        or deliberately odd stamp), else a fresh one, strictly increasing."""
+        if stamp_ns is None:
+            stamp_ns = max(self.get_clock().now().nanoseconds, self._last_stamp_ns + 1)
+            self._last_stamp_ns = stamp_ns
         msg = rgb_to_image_msg(frame)
         msg.header.stamp = ns_to_stamp(stamp_ns)
         msg.header.frame_id = self.frame_id

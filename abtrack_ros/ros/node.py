@@ -41,6 +41,7 @@ from vision_msgs.msg import Detection2D
 
 from abtrack_ros.msg import TrackerStatus
 from abtrack_ros.ros import params as node_params
+from abtrack_ros.ros.dds import use_large_image_profile
 from abtrack_ros.ros.drawing import draw_result
 from abtrack_ros.ros.frames import FrameRecord, FrameStore, TransportLossCounter, stamp_to_ns
 from abtrack_ros.ros.image_conversion import ImageConversionError, ImageConverter, rgb_to_image_msg
@@ -290,8 +291,11 @@ class TrackerCore:
 
     def _on_init_detection(self, det: Detection2D) -> None:
         ok, message, _ = self._initialize(stamp_to_ns(det.header.stamp), detection_box_xywh(det))
-        log = self.logger.info if ok else self.logger.warning
-        log(f"init_detection: {message}")
+        # One call site per severity: rclpy refuses a severity change at the same call site.
+        if ok:
+            self.logger.info(f"init_detection: {message}")
+        else:
+            self.logger.warning(f"init_detection: {message}")
 
     def _initialize(self, stamp_ns: int, box: list[float]) -> tuple[bool, str, Optional[TimeMsg]]:
         """Start a target on the buffered frame with this stamp: (success, message, image stamp).
@@ -309,7 +313,7 @@ class TrackerCore:
         except ValueError as exc:  # the tracker checks the box against this image
             return False, f"bad box: {exc}", None
         except Exception as exc:  # noqa: BLE001 - a request must never take the node down
-            self._count_internal_error("init", exc)
+            self.count_internal_error("init", exc)
             return False, f"internal error while initialising: {type(exc).__name__}: {exc}", None
         stamp = record.msg.header.stamp
         message = f"tracking target {target_id} from the image at {stamp.sec}.{stamp.nanosec:09d}"
@@ -333,7 +337,8 @@ class TrackerCore:
             response.success, response.message = False, "already idle"
         return response
 
-    def _count_internal_error(self, where: str, exc: BaseException) -> None:
+    def count_internal_error(self, where: str, exc: BaseException) -> None:
+        """Log (with traceback), count and report an unexpected exception; the node goes on."""
         self.counters.add(worker_errors=1)
         self.counters.set_error(f"internal error ({where}): {type(exc).__name__}: {exc}")
         self.logger.error(f"internal error ({where}): {traceback.format_exc()}", throttle_duration_sec=2.0)
@@ -349,7 +354,7 @@ class TrackerCore:
             except Exception as exc:  # noqa: BLE001 - the worker goes on; the error is counted and reported
                 if self._stop.is_set():
                     return  # shutting down: the interfaces may already be gone
-                self._count_internal_error("worker", exc)
+                self.count_internal_error("worker", exc)
 
     def _process(self, record: FrameRecord) -> None:
         start = time.perf_counter()
@@ -369,7 +374,7 @@ class TrackerCore:
             frame, error = None, f"image rejected: {exc}"
             self.logger.warning(error, throttle_duration_sec=2.0)
         except Exception as exc:  # noqa: BLE001 - the worker must survive any one bad frame
-            self._count_internal_error("tracking", exc)
+            self.count_internal_error("tracking", exc)
             frame, error = None, f"tracking failed: {type(exc).__name__}: {exc}"
         target_id = ""
         if step is not None:
@@ -555,8 +560,10 @@ def run(make_node: Callable[[], Node], argv: Optional[list[str]] = None) -> int:
     worker may be publishing (tracebacks, and 'failed to initialize wait set' exits). Here the
     signal only sets a flag; the worker is stopped before the interfaces, the node and the context.
     """
+    profile = use_large_image_profile()
     rclpy.init(args=sys.argv if argv is None else argv, signal_handler_options=SignalHandlerOptions.NO)
     logger = rclpy.logging.get_logger(NODE_NAME)
+    logger.info(f"Fast DDS profile: {profile or 'not used (another middleware)'}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -570,9 +577,15 @@ def run(make_node: Callable[[], Node], argv: Optional[list[str]] = None) -> int:
     executor.add_node(node)
     try:
         while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
-    except ExternalShutdownException:
-        pass
+            try:
+                executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+            except ExternalShutdownException:
+                break
+            except Exception as exc:  # noqa: BLE001 - a failing callback must not end the node
+                if node.core is None:
+                    logger.error(f"a callback failed: {traceback.format_exc()}")
+                else:
+                    node.core.count_internal_error("callback", exc)
     finally:
         node.stop()
         executor.shutdown()
