@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from abtrack_ros.evaluation.adaptivity import DEFAULT_MAX_STATIC_PATTERNS, DEFAULT_SWEEP_THRESHOLDS
 from abtrack_ros.tracking.runtime import add_tracker_arguments, set_threads, tracker_from_args
 
 HELP = "One-pass evaluation on a dataset with the standard metrics (and peers)."
@@ -18,6 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", default="", help="comma-separated OpenCV peers: csrt,kcf,mil")
     parser.add_argument("--max-sequences", type=int, default=None, help="evaluate only the first N sequences")
     parser.add_argument("--no-bdm", action="store_true", help="run every block (bypass decision modules off)")
+    parser.add_argument("--no-difficulty-pass", action="store_true",
+                        help="skip the second (no-BDM) pass of ABTrack that the adaptivity's difficulty "
+                             "correlation needs")
+    parser.add_argument("--bypass-sweep", action="store_true",
+                        help="also sweep the bypass threshold and run static block patterns of the block "
+                             "counts it reaches (many passes: slow)")
+    parser.add_argument("--sweep-thresholds", default=",".join(f"{t:g}" for t in DEFAULT_SWEEP_THRESHOLDS),
+                        help="comma-separated bypass thresholds of --bypass-sweep (default %(default)s)")
+    parser.add_argument("--sweep-patterns", type=int, default=DEFAULT_MAX_STATIC_PATTERNS,
+                        help="most static patterns per block count in --bypass-sweep: all when there are "
+                             "at most this many, else a seeded random sample (default %(default)s)")
     parser.add_argument("--results", default=None,
                         help="score this existing results folder (one sub-folder per tracker) instead of running")
     parser.add_argument("--plot-sequence", default="all",
@@ -36,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from abtrack_ros.data import load_frame, open_dataset, parse_spec
-    from abtrack_ros.evaluation.ope import ABTrackRunner, run_tracker, score_results_folder
+    from abtrack_ros.evaluation import failure
+    from abtrack_ros.evaluation.adaptivity import evaluate_adaptivity, parse_thresholds, report_lines
+    from abtrack_ros.evaluation.ope import OURS, ABTrackRunner, run_tracker, score_results_folder
     from abtrack_ros.evaluation.peers import make_peers
     from abtrack_ros.evaluation.plots import plot_blocks_and_iou, plot_success_and_precision
     from abtrack_ros.evaluation.report import write_metrics_json, write_report
@@ -46,11 +60,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise SystemExit("abtrack eval: coco holds single images, not videos; choose a tracking benchmark")
     if args.max_sequences is not None and args.max_sequences < 1:
         raise SystemExit("abtrack eval: --max-sequences must be >= 1")
+    sweep_thresholds = parse_thresholds(args.sweep_thresholds) if args.bypass_sweep else None
+    if args.bypass_sweep and args.results is not None:
+        raise ValueError("--bypass-sweep runs the model: it cannot go with --results")
+    if args.sweep_patterns < 1:
+        raise ValueError(f"--sweep-patterns must be >= 1, got {args.sweep_patterns}")
     sequences = open_dataset(args.dataset, args.split)[: args.max_sequences]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     threads = set_threads(args.threads)
     meta = {"dataset": args.dataset, "split": args.split, "sequences": len(sequences), "threads": threads}
+    sections = {}
 
     if args.results is not None:
         all_scores = score_results_folder(Path(args.results), dataset_format, sequences)
@@ -61,21 +81,31 @@ def _evaluate(args: argparse.Namespace) -> int:
         tracker = tracker_from_args(args)
         if args.no_bdm:
             tracker.model.bdm_enabled = False
+        if sweep_thresholds and not tracker.model.bdm_enabled:
+            raise ValueError("--bypass-sweep needs a model with BDMs on (no --no-bdm)")
         meta.update(mode="ran", weights=tracker.weights_description, device=str(tracker.device),
                     dtype="fp16" if tracker.half else "fp32", bdm=bool(tracker.model.bdm_enabled),
                     backend=tracker.backend.description)
         results_root = out / "results"
-        names = []
+        ran = {}
         for runner in [ABTrackRunner(tracker), *peers]:
-            run_tracker(runner, sequences, results_root, dataset_format, load_frame)
-            names.append(runner.name)
+            ran[runner.name] = run_tracker(runner, sequences, results_root, dataset_format, load_frame)
         # Score what was written, so that `--results` on this folder gives identical numbers.
-        all_scores = score_results_folder(results_root, dataset_format, sequences, names)
+        all_scores = score_results_folder(results_root, dataset_format, sequences, list(ran))
+        if tracker.model.bdm_enabled:
+            sections["adaptivity"] = evaluate_adaptivity(
+                tracker, sequences, ran[OURS], load_frame, difficulty_pass=not args.no_difficulty_pass,
+                sweep_thresholds=sweep_thresholds, max_patterns=args.sweep_patterns, out_dir=out)
 
+    sections["failure"] = failure.failure_section(all_scores)
     images = [p.name for p in plot_success_and_precision(all_scores, out)]
     images += _sequence_plots(all_scores, args, out, plot_blocks_and_iou)
-    write_metrics_json(all_scores, meta, out / "metrics.json")
-    write_report(all_scores, meta, out / "report.md", images)
+    adaptivity = sections.get("adaptivity")
+    if adaptivity and "bypass_sweep" in adaptivity:
+        images.append(adaptivity["bypass_sweep"]["plot"])
+    write_metrics_json(all_scores, meta, out / "metrics.json", sections)
+    extra_lines = (report_lines(adaptivity) if adaptivity else []) + failure.report_lines(all_scores)
+    write_report(all_scores, meta, out / "report.md", images, extra_lines)
     _print_summary(all_scores)
     print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {len(images)} plots")
     return 0

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=50, help="frames per video (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files")
     parser.add_argument("--difficulty", choices=tuple(DIFFICULTIES), default="medium")
+    parser.add_argument("--events", action="store_true",
+                        help="add absence events (the target leaves the view or is fully covered for a while); "
+                             "writes difficulty NAME+events")
     parser.add_argument("--size", type=_frame_size, default=DEFAULT_SIZE, metavar="WxH",
                         help=f"frame size (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     parser.add_argument("--split", choices=SPLITS, default="train")
@@ -41,12 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from abtrack_ros.data.synthetic import generate_synthetic
+    from abtrack_ros.data.synthetic import EVENTS_SUFFIX, generate_synthetic
 
     start = time.perf_counter()
+    difficulty = args.difficulty + EVENTS_SUFFIX if args.events else args.difficulty
     try:
         seq_dirs = generate_synthetic(
-            args.out, args.sequences, args.frames, args.seed, args.difficulty,
+            args.out, args.sequences, args.frames, args.seed, difficulty,
             size=args.size, split=args.split, real_images=args.real_images,
             image_dirs=args.image_dirs, overwrite=args.overwrite,
         )

@@ -2,8 +2,9 @@
 
 A textured target moves smoothly over a panning textured background, changing scale and aspect;
 similar-looking distractors (the target's texture, recoloured) move around it; an occluder may
-pass over it; frames get motion blur, noise and illumination change. Everything is driven by one
-seeded generator per sequence, so the same seed writes the same bytes.
+pass over it; frames get motion blur, noise and illumination change. Optional absence events: the
+target leaves the frame and comes back, or an occluder covers it completely for a while. Everything
+is driven by seeded generators per sequence, so the same seed writes the same bytes.
 """
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ MAX_TARGET_FRAME_FRACTION = 0.8  # a target never grows beyond this share of the
 SIZE_REVERSION = 0.02  # pulls log scale / aspect back towards the start each frame
 CAMERA_MARGIN_FRACTION = 0.15  # background canvas border available for camera panning
 JPEG_QUALITY = 92
+# Absence events (out of view, full occlusion). They draw from a random stream of their own, so a
+# difficulty without events writes exactly the frames it wrote before events existed.
+EVENT_KINDS = ("out_of_view", "full_occlusion")
+EVENT_STREAM = 1  # extra seed word of the events' random generator
+EVENT_WARMUP_FRAMES = 5  # frames before the first event starts: the tracker initialises on a visible target
+EVENT_TRANSIT_FRAMES = 8  # frames to leave the view (or be covered) and as many to come back
+EVENT_OCCLUDER_MARGIN = 0.15  # the full occluder exceeds the target's largest box by this share a side
+EVENTS_SUFFIX = "+events"  # "medium+events": a preset with absence events switched on
+EVENT_PRESET = {"out_of_view_prob": 0.5, "full_occlusion_prob": 0.5}
+ABSENT_BOX = (-1.0, -1.0, -1.0, -1.0)  # GOT-10k's box for a target outside the image
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,10 @@ class Difficulty:
     noise_std: float = 5.0  # Gaussian pixel noise (0..255 scale)
     illumination: float = 0.2  # amplitude of the global brightness change (share)
     camera_speed: float = 1.5  # background pan speed limit in pixels per frame
+    out_of_view_prob: float = 0.0  # chance that the target leaves the frame for a while and comes back
+    full_occlusion_prob: float = 0.0  # chance that an occluder covers the target completely for a while
+    event_min_frames: int = 8  # absence length in frames (clipped to what the sequence leaves room for)
+    event_max_frames: int = 25
 
     def __post_init__(self) -> None:
         checks = {
@@ -63,6 +78,9 @@ class Difficulty:
             "noise_std": self.noise_std >= 0,
             "illumination": 0 <= self.illumination < 1,
             "camera_speed": self.camera_speed >= 0,
+            "out_of_view_prob": 0 <= self.out_of_view_prob <= 1,
+            "full_occlusion_prob": 0 <= self.full_occlusion_prob <= 1,
+            "event_min_frames": 1 <= self.event_min_frames <= self.event_max_frames,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -85,12 +103,15 @@ DIFFICULTIES = {
 
 
 def resolve_difficulty(difficulty: str | Difficulty) -> tuple[str, Difficulty]:
-    """A preset name or a :class:`Difficulty` -> (label, knobs)."""
+    """A preset name (optionally ``+events``) or a :class:`Difficulty` -> (label, knobs)."""
     if isinstance(difficulty, Difficulty):
         return "custom", difficulty
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(f"unknown difficulty {difficulty!r}; allowed: {', '.join(DIFFICULTIES)}")
-    return difficulty, DIFFICULTIES[difficulty]
+    base, events = difficulty.removesuffix(EVENTS_SUFFIX), difficulty.endswith(EVENTS_SUFFIX)
+    if base not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; allowed: {', '.join(DIFFICULTIES)}, "
+                         f"each optionally with {EVENTS_SUFFIX}")
+    knobs = DIFFICULTIES[base]
+    return difficulty, dataclasses.replace(knobs, **EVENT_PRESET) if events else knobs
 
 
 # --------------------------------------------------------------------------- pure label helpers
@@ -158,6 +179,91 @@ def boxes_from_path(sizes: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, w, h], axis=1)
 
 
+# --------------------------------------------------------------------------- absence events
+@dataclass(frozen=True)
+class Event:
+    """A planned absence: the target is out of view or fully covered on frames ``start .. end - 1``.
+
+    It leaves the view (or the occluder slides over it) during the EVENT_TRANSIT_FRAMES frames
+    before ``start`` and comes back during as many frames from ``end`` on.
+    """
+
+    kind: str  # one of EVENT_KINDS
+    start: int
+    end: int
+
+
+def plan_events(rng: np.random.Generator, knobs: Difficulty, num_frames: int) -> list[Event]:
+    """The events of one sequence, each in its own time slot after the warm-up frames.
+
+    A sequence too short for all drawn events keeps as many as fit (none when even one does not).
+    """
+    probs = (knobs.out_of_view_prob, knobs.full_occlusion_prob)
+    kinds = [kind for kind, prob in zip(EVENT_KINDS, probs, strict=True) if rng.random() < prob]
+    kinds = [kinds[i] for i in rng.permutation(len(kinds))]
+    while kinds and (num_frames - EVENT_WARMUP_FRAMES) // len(kinds) <= 2 * EVENT_TRANSIT_FRAMES:
+        kinds.pop()
+    events = []
+    for i, kind in enumerate(kinds):
+        slot = (num_frames - EVENT_WARMUP_FRAMES) // len(kinds)
+        room = slot - 2 * EVENT_TRANSIT_FRAMES  # frames left for the absence itself
+        duration = min(int(rng.integers(knobs.event_min_frames, knobs.event_max_frames + 1)), room)
+        start = EVENT_WARMUP_FRAMES + i * slot + EVENT_TRANSIT_FRAMES + int(rng.integers(0, room - duration + 1))
+        events.append(Event(kind, start, start + duration))
+    return events
+
+
+def _nearest_side(box: np.ndarray, frame_w: int, frame_h: int) -> int:
+    """The border (0 left, 1 right, 2 top, 3 bottom) the box needs the shortest move to pass."""
+    x, y, w, h = box
+    return int(np.argmin([x + w, frame_w - x, y + h, frame_h - y]))
+
+
+def _outside_xy(box: np.ndarray, side: int, frame_w: int, frame_h: int) -> np.ndarray:
+    """Top-left corner of ``box`` pushed just beyond one border (kept in place along it)."""
+    x, y, w, h = box
+    return np.array([(-w, y), (frame_w, y), (x, -h), (x, frame_h)][side], dtype=np.float64)
+
+
+def leave_view(boxes: np.ndarray, event: Event, frame_w: int, frame_h: int) -> np.ndarray:
+    """Target boxes that exit through the nearest border before ``event.start``, stay out until
+    ``event.end`` and re-enter through the border nearest to where the original path goes on."""
+    out = boxes.copy()
+    transit = EVENT_TRANSIT_FRAMES
+    exit_side = _nearest_side(boxes[event.start - transit - 1], frame_w, frame_h)
+    entry_side = _nearest_side(boxes[event.end + transit - 1], frame_w, frame_h)
+    for t in range(event.start - transit, event.end + transit):
+        if t < event.end:  # leaving, then out: the share of the way to the outside
+            share, side = min(1.0, (t - event.start + transit + 1) / (transit + 1)), exit_side
+        else:
+            share, side = (event.end + transit - t) / (transit + 1), entry_side
+        out[t, :2] = np.round((1 - share) * boxes[t, :2] + share * _outside_xy(boxes[t], side, frame_w, frame_h))
+    return out
+
+
+def covering_boxes(target_boxes: np.ndarray, event: Event, rng: np.random.Generator) -> np.ndarray:
+    """Boxes of an occluder that slides onto the target before ``event.start``, contains the target's
+    box on every frame until ``event.end`` and slides off again (moving relative to the target)."""
+    target_size = target_boxes[event.start : event.end, 2:].max(axis=0)
+    # +2 px keeps the target inside despite both centres being rounded to whole pixels.
+    size = np.ceil(target_size * (1 + 2 * EVENT_OCCLUDER_MARGIN)) + 2
+    speed = (np.hypot(*size) + np.hypot(*target_size)) / 2 / EVENT_TRANSIT_FRAMES  # clear of it after a transit
+    arrive, leave = (np.array([np.cos(a), np.sin(a)]) for a in rng.uniform(0, 2 * np.pi, 2))
+    t = np.arange(len(target_boxes))
+    offsets = np.clip(event.start - t, 0, None)[:, None] * arrive + np.clip(t - event.end + 1, 0, None)[:, None] * leave
+    centres = target_boxes[:, :2] + target_boxes[:, 2:] / 2 + speed * offsets
+    return boxes_from_path(np.tile(size, (len(t), 1)), centres)
+
+
+def clip_to_frame(boxes: np.ndarray, frame_w: int, frame_h: int) -> np.ndarray:
+    """The part of each box inside the frame; :data:`ABSENT_BOX` where nothing of it is."""
+    x0, y0 = np.maximum(boxes[:, 0], 0), np.maximum(boxes[:, 1], 0)
+    x1, y1 = np.minimum(boxes[:, 0] + boxes[:, 2], frame_w), np.minimum(boxes[:, 1] + boxes[:, 3], frame_h)
+    clipped = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+    clipped[(x1 <= x0) | (y1 <= y0)] = ABSENT_BOX
+    return clipped
+
+
 # --------------------------------------------------------------------------- rendering
 @dataclass
 class Sprite:
@@ -203,10 +309,12 @@ def motion_blur(frame: np.ndarray, length: int, angle: float) -> np.ndarray:
 
 
 class SequenceRenderer:
-    """Plans and renders one synthetic sequence from its own random generator."""
+    """Plans and renders one synthetic sequence from its own random generators (``rng``; the
+    absence events from ``event_rng``, so that they change nothing else)."""
 
     def __init__(self, rng: np.random.Generator, knobs: Difficulty, source: AppearanceSource,
-                 num_frames: int, frame_w: int, frame_h: int, target_rgb: tuple[int, int, int] | None) -> None:
+                 num_frames: int, frame_w: int, frame_h: int, target_rgb: tuple[int, int, int] | None,
+                 event_rng: np.random.Generator) -> None:
         self.rng, self.knobs, self.source = rng, knobs, source
         self.num_frames, self.frame_w, self.frame_h = num_frames, frame_w, frame_h
         self.margin = int(CAMERA_MARGIN_FRACTION * min(frame_w, frame_h))
@@ -217,6 +325,13 @@ class SequenceRenderer:
         self.occluder = self._occluder() if rng.random() < knobs.occlusion_prob else None
         phase, period = rng.uniform(0, 2 * np.pi), rng.uniform(0.5, 2.0) * num_frames
         self.gain = 1 + knobs.illumination * np.sin(2 * np.pi * np.arange(num_frames) / period + phase)
+        self.events = plan_events(event_rng, knobs, num_frames)
+        self.leaving = np.zeros(num_frames, bool)  # frames where the target may be cut by the border
+        for event in self.events:
+            if event.kind == "out_of_view":
+                self.target.boxes = leave_view(self.target.boxes, event, frame_w, frame_h)
+                self.leaving[event.start - EVENT_TRANSIT_FRAMES : event.end + EVENT_TRANSIT_FRAMES] = True
+        self.full_occluders = [self._full_occluder(e, event_rng) for e in self.events if e.kind == "full_occlusion"]
 
     def _camera_path(self) -> np.ndarray:
         """Integer top-left offsets of the frame window on the background canvas."""
@@ -272,6 +387,11 @@ class SequenceRenderer:
         texture = self.source.patch(self.rng, int(round(w)), int(round(h)))
         return self._sprite(texture, boxes_from_path(sizes, centres))
 
+    def _full_occluder(self, event: Event, rng: np.random.Generator) -> Sprite:
+        boxes = covering_boxes(self.target.boxes, event, rng)
+        texture = self.source.patch(rng, int(boxes[0, 2]), int(boxes[0, 3]))
+        return self._sprite(texture, boxes, "rect")  # a rectangle covers every pixel of its box
+
     def render(self, t: int) -> tuple[np.ndarray, float]:
         """Frame ``t`` (RGB uint8) and the visible share of the target in it."""
         ox, oy = self.camera[t]
@@ -280,10 +400,22 @@ class SequenceRenderer:
             distractor.draw(frame, t)
         target_mask = self.target.draw(frame, t)
         visible_ratio = 1.0
-        if self.occluder is not None:
-            covered = self.occluder.draw(frame, t) & target_mask
-            visible_ratio = 1.0 - covered.sum() / max(1, target_mask.sum())
+        occluders = [o for o in (self.occluder, *self.full_occluders) if o is not None]
+        if occluders:
+            covered = np.zeros_like(target_mask)
+            for occluder in occluders:
+                covered |= occluder.draw(frame, t)
+            visible_ratio = 1.0 - (covered & target_mask).sum() / max(1, target_mask.sum())
+        if self.leaving[t]:  # the share cut off by the frame border (only events take the target there)
+            _x, _y, w, h = (int(v) for v in self.target.boxes[t])
+            visible_ratio *= target_mask.sum() / outline_mask(self.target.outline, w, h).sum()
         return self._degrade(frame, t), visible_ratio
+
+    def ground_truth(self) -> np.ndarray:
+        """Per-frame target boxes as labelled: cut to the frame while leaving or entering the view."""
+        boxes = self.target.boxes.copy()
+        boxes[self.leaving] = clip_to_frame(boxes[self.leaving], self.frame_w, self.frame_h)
+        return boxes
 
     def _degrade(self, frame: np.ndarray, t: int) -> np.ndarray:
         knobs = self.knobs
@@ -303,6 +435,7 @@ class SequenceRenderer:
             "shape": self.target.shape,
             "distractors": len(self.distractors),
             "occluder": self.occluder is not None,
+            "events": [dataclasses.asdict(e) for e in self.events],
         }
 
 
@@ -374,7 +507,8 @@ def generate_synthetic(
     names, infos, seq_dirs = [], [], []
     for index in range(num_sequences):
         rng = np.random.default_rng([seed, _split_code(split), index])
-        renderer = SequenceRenderer(rng, knobs, source, num_frames, width, height, target_rgb)
+        event_rng = np.random.default_rng([seed, _split_code(split), index, EVENT_STREAM])
+        renderer = SequenceRenderer(rng, knobs, source, num_frames, width, height, target_rgb, event_rng)
         name = f"synth_{split}_{index + 1:05d}"
         seq_dir = folder / name
         seq_dir.mkdir()
@@ -384,11 +518,12 @@ def generate_synthetic(
             cover[t] = cover_level(visible_ratio)
             cv2.imwrite(str(seq_dir / f"{t + 1:08d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
                         [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        np.savetxt(seq_dir / "groundtruth.txt", renderer.target.boxes, fmt="%.4f", delimiter=",")
+        np.savetxt(seq_dir / "groundtruth.txt", renderer.ground_truth(), fmt="%.4f", delimiter=",")
         _write_lines(seq_dir / "cover.label", cover)
-        _write_lines(seq_dir / "absence.label", (cover == 0).astype(int))  # fully covered = absent
+        _write_lines(seq_dir / "absence.label", (cover == 0).astype(int))  # fully covered or out of view = absent
         names.append(name)
-        infos.append({"name": name, **renderer.info(), "occluded_frames": int((cover < 8).sum())})
+        infos.append({"name": name, **renderer.info(), "occluded_frames": int((cover < 8).sum()),
+                      "absent_frames": int((cover == 0).sum())})
         seq_dirs.append(seq_dir)
 
     (folder / "list.txt").write_text("".join(f"{n}\n" for n in names))

@@ -8,6 +8,7 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
+from abtrack_ros.evaluation.failure import score_failures
 from abtrack_ros.evaluation.metrics import SequenceScores, fps, frame_ious, overall_summary, valid_gt_mask
 from abtrack_ros.evaluation.results import ResultsLayout, SequenceResult
 from abtrack_ros.tracking.tracker import Tracker
@@ -24,21 +25,30 @@ class SequenceTracker(Protocol):
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, Optional[list[bool]]]: ...
 
+    def confidence(self) -> tuple[float, Optional[str]]:
+        """Score (NaN: the tracker has none) and state (None: none) of the latest update."""
+        ...
+
 
 class ABTrackRunner:
-    """Our Tracker behind the runner interface; also reports which blocks ran."""
+    """Our Tracker behind the runner interface; also reports which blocks ran, its score and state."""
 
     name = OURS
 
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
+        self._confidence: tuple[float, Optional[str]] = (float("nan"), None)
 
     def initialize(self, frame: np.ndarray, box_xywh: np.ndarray) -> None:
         self.tracker.initialize(frame, box_xywh)
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, Optional[list[bool]]]:
         result = self.tracker.track(frame)
+        self._confidence = (result.score, result.state)
         return result.box, result.executed
+
+    def confidence(self) -> tuple[float, Optional[str]]:
+        return self._confidence
 
 
 def run_sequence(tracker: SequenceTracker, sequence, load_frame: Callable[[Path], np.ndarray]) -> SequenceResult:
@@ -55,6 +65,8 @@ def run_sequence(tracker: SequenceTracker, sequence, load_frame: Callable[[Path]
     boxes = np.full((n, 4), np.nan)
     times = np.zeros(n)
     executed_rows: list[Optional[list[bool]]] = [None] * n
+    scores = np.full(n, np.nan)
+    states = np.full(n, "", dtype=object)  # "" = no state (the init frame and before)
 
     frame = load_frame(sequence.frames[start])
     tic = time.perf_counter()
@@ -66,13 +78,17 @@ def run_sequence(tracker: SequenceTracker, sequence, load_frame: Callable[[Path]
         tic = time.perf_counter()
         boxes[i], executed_rows[i] = tracker.update(frame)
         times[i] = time.perf_counter() - tic
+        scores[i], state = tracker.confidence()
+        states[i] = state or ""
 
     executed = None
     widths = {len(r) for r in executed_rows if r is not None}
     if widths:
         width = widths.pop()
         executed = np.array([r if r is not None else [False] * width for r in executed_rows], dtype=bool)
-    return SequenceResult(name=sequence.name, boxes=boxes, times=times, executed=executed)
+    return SequenceResult(name=sequence.name, boxes=boxes, times=times, executed=executed,
+                          scores=scores if np.isfinite(scores).any() else None,
+                          states=states if (states != "").any() else None)
 
 
 @dataclass
@@ -86,6 +102,7 @@ class TrackerScores:
     scores: dict[str, SequenceScores] = field(default_factory=dict)
     frame_ious: dict[str, np.ndarray] = field(default_factory=dict)
     executed: dict[str, np.ndarray] = field(default_factory=dict)
+    failure: dict[str, dict] = field(default_factory=dict)  # failure.score_failures: overall, sequences
 
 
 def _tracked_frames(result: SequenceResult) -> np.ndarray:
@@ -123,6 +140,7 @@ def score_tracker(name: str, results: dict[str, SequenceResult], sequences) -> T
     if block_counts:
         pooled = np.concatenate(block_counts)
         scores.overall["blocks_executed_mean"] = float(pooled.mean()) if pooled.size else float("nan")
+    scores.failure = score_failures(results, sequences)
     return scores
 
 

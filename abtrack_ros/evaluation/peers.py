@@ -6,6 +6,8 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from abtrack_ros.tracking.tracker import STATE_LOST, STATE_TRACKING
+
 # Peer name -> OpenCV factory name (tried in the main namespace, then cv2.legacy).
 PEER_FACTORIES = {"csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create", "mil": "TrackerMIL_create"}
 
@@ -35,6 +37,7 @@ class OpenCVPeer:
         self._factory = _find_factory(name)
         self._tracker: Optional[object] = None
         self._last_box = np.full(4, np.nan)
+        self._ok = True  # the success flag of the latest update
 
     def initialize(self, frame: np.ndarray, box_xywh: np.ndarray) -> None:
         self._tracker = self._factory()
@@ -46,9 +49,14 @@ class OpenCVPeer:
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, None]:
         """The new box; on a reported failure the previous box is repeated (as the trackers do)."""
         ok, rect = self._tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self._ok = bool(ok)
         if ok:
             self._last_box = np.asarray(rect, dtype=np.float64)
         return self._last_box.copy(), None
+
+    def confidence(self) -> tuple[float, str]:
+        """No score; the state is OpenCV's success flag of the latest update."""
+        return float("nan"), STATE_TRACKING if self._ok else STATE_LOST
 
 
 def make_peers(names: list[str], report: Callable[[str], None] = print) -> list[OpenCVPeer]:

@@ -38,8 +38,9 @@ def metrics_document(all_scores, meta: dict) -> dict:
     }
 
 
-def write_metrics_json(all_scores, meta: dict, path: Path) -> Path:
-    Path(path).write_text(json.dumps(metrics_document(all_scores, meta), indent=2))
+def write_metrics_json(all_scores, meta: dict, path: Path, sections: dict | None = None) -> Path:
+    """metrics.json; ``sections`` (JSON-ready, e.g. ``adaptivity``) are added at the top level."""
+    Path(path).write_text(json.dumps({**metrics_document(all_scores, meta), **(sections or {})}, indent=2))
     return Path(path)
 
 
@@ -58,8 +59,9 @@ def _table(rows: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
-def write_report(all_scores, meta: dict, path: Path, images: list[str]) -> Path:
-    """report.md: an overall table, one table per sequence, and links to the plots."""
+def write_report(all_scores, meta: dict, path: Path, images: list[str], extra_lines: list[str] | None = None) -> Path:
+    """report.md: an overall table, one table per sequence, ``extra_lines`` (markdown of further
+    sections, e.g. adaptivity), and links to the plots."""
     lines = [f"# Evaluation on {meta.get('dataset', '?')}", ""]
     lines += [f"- {key}: {value}" for key, value in meta.items() if key != "dataset"]
     lines += ["", "## Overall", ""] + _table([(s.name, s.overall) for s in all_scores])
@@ -67,6 +69,7 @@ def write_report(all_scores, meta: dict, path: Path, images: list[str]) -> Path:
     lines += ["", "## Per sequence", ""]
     for seq in sequences:
         lines += [f"### {seq}", ""] + _table([(s.name, s.per_sequence[seq]) for s in all_scores]) + [""]
+    lines += list(extra_lines or [])
     lines += ["## Plots", ""] + [f"![{Path(img).stem}]({img})" for img in images]
     lines += ["", "AUC: mean success rate over IoU thresholds 0..1 (step 0.05, IoU > t); P@20px: centre "
               "error <= 20 px; Pnorm@0.2: normalised centre error <= 0.2; AO/SR: GOT-10k (frame-pooled); "

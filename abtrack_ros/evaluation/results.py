@@ -7,6 +7,9 @@ Per tracker folder:
   ``<seq>_time.txt`` beside it (extra, so that an existing folder can be re-scored with its FPS).
 - ABTrack also writes ``<seq>_blocks.txt`` next to the times: one line of 0/1 per frame, one
   digit per transformer block (1 = executed).
+- ``<seq>_state.txt`` next to the times (ABTrack and the OpenCV peers): one ``score,state`` line per
+  frame, the tracker's confidence score (``nan`` where it has none: the peers, the init frame) and
+  its state (``TRACKING``, ``LOST``; ``-`` where none). Folders without it still score.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 GOT10K_LAYOUT_FORMATS = ("got10k", "synthetic")
+NO_STATE = "-"  # the state column of a frame without a state (the init frame and before)
 
 
 class ResultsError(ValueError):
@@ -31,6 +35,8 @@ class SequenceResult:
     boxes: np.ndarray  # N x 4 xywh (NaN where the tracker gave nothing)
     times: np.ndarray  # N seconds per frame (the init frame included)
     executed: Optional[np.ndarray] = None  # N x num_blocks bool (ABTrack only); init frame row all False
+    scores: Optional[np.ndarray] = None  # N confidence scores, NaN where none; None: the tracker has no score
+    states: Optional[np.ndarray] = None  # N states ("TRACKING", "LOST"; "" where none); None: it reports none
 
 
 class ResultsLayout:
@@ -53,6 +59,9 @@ class ResultsLayout:
     def blocks_path(self, seq: str) -> Path:
         return self._side_path(seq, "blocks")
 
+    def state_path(self, seq: str) -> Path:
+        return self._side_path(seq, "state")
+
     def write(self, result: SequenceResult) -> None:
         path = self.boxes_path(result.name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +70,12 @@ class ResultsLayout:
         if result.executed is not None:
             rows = ["".join("1" if v else "0" for v in row) for row in result.executed]
             self.blocks_path(result.name).write_text("\n".join(rows) + "\n")
+        if result.scores is not None or result.states is not None:
+            n = len(result.boxes)
+            scores = result.scores if result.scores is not None else np.full(n, np.nan)
+            states = result.states if result.states is not None else np.full(n, "")
+            lines = [f"{score:.6f},{state or NO_STATE}" for score, state in zip(scores, states, strict=True)]
+            self.state_path(result.name).write_text("\n".join(lines) + "\n")
 
     def read(self, seq: str, num_frames: int) -> SequenceResult:
         path = self.boxes_path(seq)
@@ -91,4 +106,20 @@ class ResultsLayout:
             if len(lines) != num_frames or len({len(ln) for ln in lines}) != 1 or set("".join(lines)) - {"0", "1"}:
                 raise ResultsError(f"{blocks_path}: expected {num_frames} lines of equally many 0/1 digits")
             executed = np.array([[c == "1" for c in ln] for ln in lines], dtype=bool)
-        return SequenceResult(name=seq, boxes=boxes, times=times, executed=executed)
+        scores, states = None, None
+        if self.state_path(seq).is_file():
+            scores, states = _read_states(self.state_path(seq), num_frames)
+        return SequenceResult(name=seq, boxes=boxes, times=times, executed=executed, scores=scores, states=states)
+
+
+def _read_states(path: Path, num_frames: int) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """``<seq>_state.txt`` -> (scores, None when all are nan; states, None when no frame has one)."""
+    rows = [line.strip().split(",") for line in path.read_text().splitlines() if line.strip()]
+    try:
+        scores = np.array([float(score) for score, _state in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise ResultsError(f"{path}: expected lines of score,state ({exc})") from exc
+    if len(rows) != num_frames:
+        raise ResultsError(f"{path}: {len(rows)} lines for a sequence of {num_frames} frames")
+    states = np.array(["" if state == NO_STATE else state for _score, state in rows])
+    return (scores if np.isfinite(scores).any() else None), (states if (states != "").any() else None)
