@@ -115,6 +115,9 @@ class TrainConfig:
     # "float16" (with a gradient scaler).
     amp: bool = True
     amp_dtype: str = "bfloat16"
+    # bf16 autocast of the forward pass on CPU (amp and amp_dtype are CUDA-only); needs a CPU with
+    # native bf16 (AVX-512 BF16, AMX or Arm BF16), else training stops with an error.
+    amp_cpu: bool = False
     max_frame_gap: int = 200
     search_jitter_scale: float = 0.25
     search_jitter_center: float = 3.0

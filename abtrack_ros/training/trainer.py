@@ -24,12 +24,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from abtrack_ros.config import ABTrackConfig, DatasetSpec, StageConfig, load_config
+from abtrack_ros.config import ABTrackConfig, DatasetSpec, StageConfig, TrainConfig, load_config
 from abtrack_ros.data import open_dataset
-from abtrack_ros.model import ABTrackModel, build_model, load_checkpoint, prune_model, save_checkpoint
+from abtrack_ros.model import (
+    ABTrackModel,
+    ModelOutput,
+    build_model,
+    decode_boxes,
+    load_checkpoint,
+    prune_model,
+    save_checkpoint,
+)
 
 from .distributed import DistributedContext
-from .losses import LossWeights, TrackingCriterion, giou_and_iou
+from .losses import LossTerms, LossWeights, TrackingCriterion, giou_and_iou
+from .precision import AMP_DTYPES, PrecisionError, autocast_dtype
 from .reporting import CsvLog, Progress, format_metrics, git_revision, write_run_record
 from .sampler import (
     VALIDATION_STREAM,
@@ -42,7 +51,6 @@ from .sampler import (
 
 STAGES = ("vtp", "prune", "bdm")
 STAGE_CHOICES = ("all",) + STAGES
-AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 # Parameters a stage adds (learning rate lr_gates): the BDMs, the bypass token, the VTP masks.
@@ -155,6 +163,15 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
             raise TrainingError(message)
 
 
+def forward_dtype(cfg: ABTrackConfig, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of the training forward pass (None = float32); a device that cannot run
+    the asked precision is a TrainingError (a one-line CLI error)."""
+    try:
+        return autocast_dtype(cfg.train, device)
+    except PrecisionError as exc:
+        raise TrainingError(str(exc)) from None
+
+
 def loss_weights(cfg: ABTrackConfig) -> LossWeights:
     t = cfg.train
     return LossWeights(focal=t.focal_weight, giou=t.giou_weight, l1=t.l1_weight,
@@ -245,6 +262,21 @@ def _torch_optimizer_state(state: dict) -> dict:
     return {"state": {int(k): v for k, v in state["state"].items()}, "param_groups": state["param_groups"]}
 
 
+def train_loader(data: PairDataset, sampler: EpochShardSampler, train: TrainConfig,
+                 device: torch.device) -> DataLoader:
+    """The training stage's data loader (also measured by benchmarks/train_throughput.py)."""
+    return DataLoader(data, batch_size=train.batch_size, sampler=sampler, num_workers=train.num_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=train.num_workers > 0)
+
+
+def float32_boxes(out: ModelOutput) -> torch.Tensor:
+    """The boxes decoded again from the maps in float32 (the same values when the maps are float32).
+    Under bf16 autocast the model decodes in bf16, whose 8-bit mantissa rounds ``cell + offset`` and
+    its division by the map size: the centre moves by up to about 0.002 of the crop, a fifth of a
+    trained model's L1 loss."""
+    return decode_boxes(out.score_map.float(), out.offset_map.float(), out.size_map.float())[0]
+
+
 # --------------------------------------------------------------------------- validation
 @torch.no_grad()
 def evaluate(model: ABTrackModel, data: PairDataset, num_pairs: int, batch_size: int,
@@ -277,7 +309,7 @@ class StageTrainer:
         self.settings = stage_config(cfg, stage)
         self.criterion = TrackingCriterion(loss_weights(cfg), map_size=model.backbone.search_side)
         self.optimizer = torch.optim.AdamW(param_groups(model, self.settings, cfg.train.weight_decay))
-        self.amp_dtype = self._amp_dtype()
+        self.amp_dtype = forward_dtype(cfg, ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp_dtype == torch.float16)
         self.log = CsvLog(folder / "train_log.csv", TRAIN_COLUMNS) if ctx.is_main else None
         self.teacher = self._distillation_teacher()
@@ -291,14 +323,6 @@ class StageTrainer:
         teacher.bdm_enabled = False
         teacher.requires_grad_(False)
         return teacher.eval()
-
-    def _amp_dtype(self) -> Optional[torch.dtype]:
-        t = self.cfg.train
-        if not t.amp or self.ctx.device.type != "cuda":
-            return None
-        if t.amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return AMP_DTYPES[t.amp_dtype]
 
     def load_state(self, state: dict) -> int:
         """Restore the optimizer and scaler; returns the number of completed epochs."""
@@ -318,9 +342,7 @@ class StageTrainer:
     def fit(self, data: PairDataset, start_epoch: int = 0) -> None:
         t = self.cfg.train
         sampler = EpochShardSampler(self.settings.pairs_per_epoch, self.ctx.rank, self.ctx.world_size)
-        loader = DataLoader(data, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-                            pin_memory=self.ctx.device.type == "cuda",
-                            persistent_workers=t.num_workers > 0)
+        loader = train_loader(data, sampler, t, self.ctx.device)
         network = self.ctx.wrap(self.model)
         self.model.train()
         for epoch in range(start_epoch, self.settings.epochs):
@@ -338,7 +360,7 @@ class StageTrainer:
         sums: dict[str, float] = {}
         count, pairs, interval_start = 0, 0, time.perf_counter()
         for step, batch in enumerate(loader, start=1):
-            metrics = self._train_step(network, batch)
+            metrics = self.train_step(network, batch)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
             count += 1
@@ -356,7 +378,9 @@ class StageTrainer:
                 sums, count, pairs, interval_start = {}, 0, 0, time.perf_counter()
         progress.close()
 
-    def _train_step(self, network: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def forward_loss(self, network: nn.Module,
+                     batch: dict[str, torch.Tensor]) -> tuple[ModelOutput, LossTerms]:
+        """The forward pass (under autocast when mixed precision is on) and the float32 losses."""
         device = self.ctx.device
         template = batch["template"].to(device, non_blocking=True)
         search = batch["search"].to(device, non_blocking=True)
@@ -368,14 +392,19 @@ class StageTrainer:
             if self.teacher is not None:
                 with torch.no_grad():
                     teacher_out = self.teacher(template, search)
-                teacher = (teacher_out.score_map, teacher_out.boxes)
+                teacher = (teacher_out.score_map, float32_boxes(teacher_out))
         terms = self.criterion(
-            out.score_map, out.boxes, target,
+            out.score_map, float32_boxes(out), target,
             bypass_probs=out.bypass_probs if self.stage == "bdm" else None,
             n_enf=self.model.n_enf,
             mask_l1=self.model.l1_masks() if self.stage == "vtp" else None,
             teacher=teacher,
         )
+        return out, terms
+
+    def train_step(self, network: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimizer step (forward, losses, backward, clipping, update); the step's metrics."""
+        out, terms = self.forward_loss(network, batch)
         if not torch.isfinite(terms.total):
             raise TrainingError(f"non-finite loss in stage {self.stage}: {format_metrics(terms.terms)}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -440,6 +469,7 @@ class Pipeline:
         self.revision = git_revision()
         self.resume_state: Optional[dict] = None
         self.model, self.cfg, self.stages = self._start()
+        forward_dtype(self.cfg, ctx.device)  # an unusable precision fails before any file is written
 
     def _start(self) -> tuple[ABTrackModel, ABTrackConfig, list[str]]:
         opts = self.opts
