@@ -99,7 +99,7 @@ def test_launch_file_structure():
     tree = ast.parse((REPO / "launch" / "tracker.launch.py").read_text())
     declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
     assert declared == {"image_topic", "namespace", "params_file", "checkpoint", "device", "backend", "use_sim_time",
-                        "use_compressed"}
+                        "use_compressed", "lifecycle"}
     for call in _calls(tree, "DeclareLaunchArgument"):
         keywords = {k.arg for k in call.keywords}
         assert {"default_value", "description"} <= keywords
@@ -112,13 +112,23 @@ def test_launch_file_structure():
     assert declared <= used  # every argument is used
     assert any(isinstance(n, ast.Constant) and n.value == "tracker.yaml" for n in ast.walk(tree))
     assert _calls(tree, "get_package_share_directory")
+    # lifecycle:=true: the managed executable, configured at launch and activated from inactive.
+    (managed,) = _calls(tree, "LifecycleNode")
+    keywords = {k.arg: k.value for k in managed.keywords}
+    assert keywords["executable"].value == "tracker_lifecycle_node" and keywords["name"].value == "tracker_node"
+    transitions = {c.keywords[-1].value.attr for c in _calls(tree, "ChangeState")}
+    assert transitions == {"TRANSITION_CONFIGURE", "TRANSITION_ACTIVATE"}
+    (handler,) = _calls(tree, "OnStateTransition")
+    assert {k.arg: k.value for k in handler.keywords}["goal_state"].value == "inactive"
 
 
-def test_bin_script_calls_the_node_main():
-    script = (REPO / "bin" / "tracker_node").read_text()
-    assert script.startswith("#!/usr/bin/env python3")
-    assert "from abtrack_ros.ros.node import main" in script
-    assert (REPO / "bin" / "tracker_node").stat().st_mode & 0o111
+@pytest.mark.parametrize("script, entry", [("tracker_node", "main"), ("tracker_lifecycle_node", "lifecycle_main")])
+def test_bin_scripts_call_the_node_entry_points(script, entry):
+    text = (REPO / "bin" / script).read_text()
+    assert text.startswith("#!/usr/bin/env python3")
+    assert f"from abtrack_ros.ros.node import {entry}" in text
+    assert (REPO / "bin" / script).stat().st_mode & 0o111
+    assert f"bin/{script}" in (REPO / "CMakeLists.txt").read_text()
 
 
 # ---------------------------------------------------------------- frame hand-over

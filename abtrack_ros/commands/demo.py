@@ -12,6 +12,7 @@ from abtrack_ros.config import BACKEND_NAMES
 HELP = "The main demo: a camera replays a sequence to the tracker node over DDS; summary and video."
 DEFAULT_FRAMES = 120
 DEFAULT_OUT = "outputs/demo"
+DEFAULT_RATE_HZ = 30.0
 
 
 def _box(text: str) -> np.ndarray:
@@ -38,10 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--video", type=Path, help="replay a video file (needs --box)")
     src.add_argument("--frames", type=Path, help="replay a folder of images in name order (needs --box)")
     src.add_argument("--webcam", type=int, metavar="N", help="stream webcam N (needs --box)")
+    src.add_argument("--bag", type=Path, help="replay a rosbag2 (folder, .mcap or .db3) as recorded (needs --box)")
+    parser.add_argument("--topic", help="--bag: the image topic (sensor_msgs/Image or CompressedImage); "
+                                        "default: the bag's only image topic")
     parser.add_argument("--box", type=_box, help="x,y,w,h of the target in the first frame (pixels)")
     parser.add_argument("--num-frames", type=_positive(int), default=DEFAULT_FRAMES,
                         help=f"frames to replay (default {DEFAULT_FRAMES})")
-    parser.add_argument("--rate", type=_positive(float), default=30.0, help="camera rate in Hz (default 30)")
+    parser.add_argument("--rate", type=_positive(float), help=f"camera rate in Hz (default {DEFAULT_RATE_HZ:g}; "
+                                                               "not with --bag, which keeps the recorded pace)")
+    parser.add_argument("--rate-scale", type=_positive(float),
+                        help="--bag: replay at this times the recorded pace (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sequence")
     parser.add_argument("--checkpoint", default="", help="model checkpoint; default: the package's model")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -58,15 +65,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from abtrack_ros.ros.bags import bag_source
     from abtrack_ros.ros.demo import DemoError, DemoOptions, format_summary, run_demo
     from abtrack_ros.ros.sources import capture_source, folder_source, synthetic_source
 
-    external = args.video or args.frames or args.webcam is not None
+    external = args.video or args.frames or args.webcam is not None or args.bag
     if external and args.box is None:
-        print("abtrack demo: --video/--frames/--webcam need --box x,y,w,h (the target in the first frame)")
+        print("abtrack demo: --video/--frames/--webcam/--bag need --box x,y,w,h (the target in the first frame)")
         return 2
-    opts = DemoOptions(out_dir=args.out, rate_hz=args.rate, checkpoint=args.checkpoint, device=args.device,
-                       backend=args.backend, threads=args.threads, node_params=args.node_param,
+    bag_error = _bag_option_error(args)
+    if bag_error:
+        print(f"abtrack demo: {bag_error}")
+        return 2
+    opts = DemoOptions(out_dir=args.out, rate_hz=args.rate or DEFAULT_RATE_HZ, checkpoint=args.checkpoint,
+                       device=args.device, backend=args.backend, threads=args.threads, node_params=args.node_param,
                        startup_timeout_s=args.startup_timeout, quiet=args.quiet)
     with tempfile.TemporaryDirectory(prefix="abtrack_demo_") as tmp:
         try:
@@ -76,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
                 source = folder_source(args.frames, args.box, args.num_frames)
             elif args.webcam is not None:
                 source = capture_source(args.webcam, args.box, args.num_frames)
+            elif args.bag:
+                source = bag_source(args.bag, args.topic, args.box, args.num_frames)
+                # the replay keeps the recorded gaps, scaled to this mean rate (also the video's)
+                opts.rate_hz = source.recording.rate_hz * (args.rate_scale or 1.0)
             else:
                 source = synthetic_source(Path(tmp) / "synthetic", args.num_frames, args.seed)
             summary = run_demo(source, opts)
@@ -84,3 +100,12 @@ def run(args: argparse.Namespace) -> int:
             return 1
     print(format_summary(summary))
     return 0
+
+
+def _bag_option_error(args: argparse.Namespace) -> str:
+    """Why the bag options do not fit the source ("" when they do)."""
+    if args.bag and args.rate is not None:
+        return "--bag replays at the recorded pace: change it with --rate-scale, not --rate"
+    if not args.bag and (args.rate_scale is not None or args.topic is not None):
+        return "--rate-scale and --topic are for --bag"
+    return ""

@@ -10,14 +10,17 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
 
+from abtrack_ros.ros.bag_camera import BagCamera
+from abtrack_ros.ros.bags import BagFrame, BagSource
 from abtrack_ros.ros.client import BackgroundSpinner, ReplayCamera, TrackerClient
+from abtrack_ros.ros.dds import use_large_image_profile
 from abtrack_ros.ros.drawing import draw_result
 from abtrack_ros.ros.frames import stamp_to_ns
 from abtrack_ros.ros.messages import detection_box_xywh
@@ -171,7 +174,7 @@ class NodeProcess:
 
     def model_description(self) -> str:
         """What the node said it loaded ("checkpoint PATH" or the untrained-weights warning)."""
-        match = re.search(r"tracking on \S+ \((.*)\); image input", self.log_path.read_text())
+        match = re.search(r"tracking on \S+ \(([^;]*);", self.log_path.read_text())
         return match.group(1) if match else "unknown (see the node log)"
 
     def stop(self) -> int:
@@ -187,9 +190,11 @@ class NodeProcess:
 
 
 def isolate_dds() -> None:
-    """Keep the demo's DDS traffic on this machine unless the user configured otherwise."""
+    """Keep the demo's DDS traffic on this machine unless the user configured otherwise, and give
+    the camera (this process) and the node the profile that carries 640x480 images."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # the same for Humble and older
+    use_large_image_profile()
 
 
 def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
@@ -198,10 +203,12 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
 
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     isolate_dds()
-    node = NodeProcess(opts)
+    bag = isinstance(source, BagSource)
+    node = NodeProcess(replace(opts, node_params=[*source.node_params, *opts.node_params]) if bag else opts)
     rclpy.init()
     client = TrackerClient(DEMO_NAMESPACE)
-    camera = ReplayCamera(topic=f"{DEMO_NAMESPACE}/image")
+    topic = f"{DEMO_NAMESPACE}/image"
+    camera = BagCamera(topic, source.recording) if bag else ReplayCamera(topic=topic)
     spinner = BackgroundSpinner(client, camera)
     say = (lambda _text: None) if opts.quiet else print
     try:
@@ -223,7 +230,7 @@ def run_demo(source: FrameSource, opts: DemoOptions) -> DemoSummary:
 
         # The camera's own timer paces the frames: a late frame is not followed by a burst
         # (bursts would only overwrite each other in the node's queue).
-        done = camera.start_replay(((item.frame, (index, item)) for index, item in enumerate(frames, start=1)),
+        done = camera.start_replay(((_published(item), (index, item)) for index, item in enumerate(frames, start=1)),
                                    1.0 / opts.rate_hz, on_published)
         seen = 0
         while not done.wait(LIVE_POLL_S):
@@ -251,7 +258,8 @@ def _truth(item: SourceFrame) -> Optional[np.ndarray]:
     return np.asarray(item.truth_xywh, dtype=np.float64)
 
 
-def _wait_for_node(node: NodeProcess, client: TrackerClient, camera: ReplayCamera, timeout_s: float) -> None:
+def _wait_for_node(node: NodeProcess, client: TrackerClient, camera: ReplayCamera | BagCamera,
+                   timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not client.wait_for_services(0.5):
         log = node.failed()
@@ -263,11 +271,17 @@ def _wait_for_node(node: NodeProcess, client: TrackerClient, camera: ReplayCamer
         raise DemoError("the tracker node does not subscribe to the camera topic")
 
 
-def _initialise(client: TrackerClient, camera: ReplayCamera, first: SourceFrame, box: np.ndarray) -> int:
+def _published(item: SourceFrame) -> Any:
+    """What the camera publishes for a frame: a recorded message as it is, else the RGB frame."""
+    return item.image if isinstance(item, BagFrame) else item.frame
+
+
+def _initialise(client: TrackerClient, camera: ReplayCamera | BagCamera, first: SourceFrame,
+                box: np.ndarray) -> int:
     """Publish the first frame until the node has it, then init on it; returns its stamp."""
     message = ""
     for _ in range(INIT_ATTEMPTS):
-        stamp = camera.publish_frame(first.frame)
+        stamp = camera.publish_frame(_published(first))
         time.sleep(0.1)
         response = client.init_target([float(v) for v in box], stamp)
         if response.success:

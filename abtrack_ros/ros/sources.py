@@ -12,7 +12,7 @@ import numpy as np
 from abtrack_ros.data import generate_synthetic, load_frame, open_dataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-SYNTHETIC_SIZE = (320, 240)
+SYNTHETIC_SIZE = (640, 480)  # a normal camera: 921,600 bytes per frame, over the 512 KiB DDS default
 SYNTHETIC_DIFFICULTY = "easy"
 SYNTHETIC_SPLIT = "train"
 
