@@ -51,6 +51,10 @@ class ModelConfig:
     template_size: int = 128
     search_size: int = 256
     patch_size: int = 16
+    # How images become tokens: "linear" (the ViT's patch_size x patch_size patchify, loads
+    # pretrained weights) or "conv_stem" (stride-2 3x3 conv-BN-ReLU stages and a 1x1
+    # projection, for training from scratch; docs/model.md).
+    patch_embed: str = "linear"
     # First n_enf blocks always run and have no BDM.
     n_enf: int = 3
     bdm: bool = False
@@ -145,13 +149,68 @@ class TrainConfig:
 
 
 @dataclass
+class ConfidenceWeights:
+    """The logistic model of a step's confidence: ``sigmoid(bias + sum(weight * cue))``.
+
+    One weight per cue of ``abtrack_ros.tracking.confidence`` (docs/tracking.md, "Confidence").
+    They depend on the model: refit them with ``benchmarks/fit_confidence.py`` after retraining.
+    The defaults are fitted for the shipped default model.
+    """
+
+    bias: float = -5.2
+    peak_logit: float = 0.8
+    sharpness: float = 7.9
+    competitor: float = 0.0
+    jump: float = -2.3
+    size_change: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            if not abs(value) < float("inf"):  # also false for NaN
+                raise ConfigError(f"tracker.confidence.{name} must be a finite number, got {value}")
+
+
+@dataclass
 class TrackerConfig:
-    """Inference-time tracking (crops, Hann window, lost-target threshold)."""
+    """Inference-time tracking: crops, Hann window, confidence, LOST hysteresis, re-acquisition.
+
+    Validated on construction (ConfigError). Thresholds apply to the confidence (0..1), not to
+    the raw score; the tracker reads them at every step, so they can change between frames.
+    """
 
     template_factor: float = 2.0
     search_factor: float = 4.0
     hann_window: bool = True
+    confidence: ConfidenceWeights = field(default_factory=ConfidenceWeights)
+    # TRACKING -> LOST: confidence below lost_score on lost_frames consecutive steps.
     lost_score: float = 0.25
+    lost_frames: int = 1
+    # LOST -> TRACKING: confidence at or above found_score (at least lost_score) on found_frames
+    # consecutive steps.
+    found_score: float = 0.5
+    found_frames: int = 2
+    # While LOST the search crop grows by reacquire_growth per LOST step, up to
+    # reacquire_max_factor target sizes, around the last confident box (1.0 = no growth).
+    reacquire_growth: float = 1.5
+    reacquire_max_factor: float = 8.0
+
+    def __post_init__(self) -> None:
+        checks = (  # (holds, the rule); `not holds` also catches NaN
+            (self.template_factor > 0, f"template_factor must be > 0, got {self.template_factor}"),
+            (self.search_factor > 0, f"search_factor must be > 0, got {self.search_factor}"),
+            (0.0 <= self.lost_score <= 1.0, f"lost_score must be in 0..1, got {self.lost_score}"),
+            (0.0 <= self.found_score <= 1.0, f"found_score must be in 0..1, got {self.found_score}"),
+            (self.found_score >= self.lost_score,
+             f"found_score ({self.found_score}) must be >= lost_score ({self.lost_score}): the hysteresis"),
+            (self.lost_frames >= 1, f"lost_frames must be >= 1, got {self.lost_frames}"),
+            (self.found_frames >= 1, f"found_frames must be >= 1, got {self.found_frames}"),
+            (self.reacquire_growth >= 1.0, f"reacquire_growth must be >= 1, got {self.reacquire_growth}"),
+            (self.reacquire_max_factor >= self.search_factor,
+             f"reacquire_max_factor ({self.reacquire_max_factor}) must be >= search_factor ({self.search_factor})"),
+        )
+        for holds, rule in checks:
+            if not holds:
+                raise ConfigError(f"tracker.{rule}")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Helpers shared by the model tests, and the tests of the model configs."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 
@@ -87,3 +88,23 @@ def test_wrong_type_in_model_config_is_an_error(tmp_path):
 def test_bad_model_settings_are_value_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         build_model(small_config(**overrides))
+
+
+def test_model_modules_import_without_cycles():
+    """Lower modules never import upper ones: the graph of relative imports inside the package
+    (TYPE_CHECKING imports included) is acyclic."""
+    package = Path(__file__).resolve().parent.parent / "abtrack_ros" / "model"
+    imports = {path.stem: {node.module for node in ast.walk(ast.parse(path.read_text()))
+                           if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+               for path in package.glob("*.py") if path.stem != "__init__"}
+    done: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        assert name not in chain, f"import cycle: {' -> '.join(chain + (name,))}"
+        if name not in done:
+            for child in imports.get(name, ()):
+                visit(child, chain + (name,))
+            done.add(name)
+
+    for name in imports:
+        visit(name, ())

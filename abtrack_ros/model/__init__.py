@@ -6,7 +6,8 @@ from .abtrack import ABTrackModel, ModelOutput, build_model
 from .checkpoint import CheckpointError, default_checkpoint_path, load_checkpoint, save_checkpoint
 from .head import CenterPredictor, decode_boxes
 from .pretrained import WeightLoadReport, interpolate_pos_embed, load_pretrained
-from .pruning import PruningPlan, apply_plan, prune_model
+from .plan import PruningPlan
+from .pruning import apply_plan, prune_model
 
 __all__ = [
     "ABTrackModel", "ModelOutput", "build_model",

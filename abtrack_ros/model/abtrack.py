@@ -12,7 +12,7 @@ from ..config import ModelConfig
 from .backbone import OneStreamViT
 from .head import CenterPredictor, decode_boxes
 from .pretrained import WeightLoadReport, create_timm_vit, load_pretrained
-from .pruning import PruningPlan
+from .plan import PruningPlan
 
 GATES = ("straight_through",)
 
@@ -37,7 +37,7 @@ class ABTrackModel(nn.Module):
         super().__init__()
         self.config = dataclasses.replace(cfg)
         self.backbone = OneStreamViT(timm_vit, cfg.template_size, cfg.search_size, cfg.n_enf,
-                                     cfg.drop_path_rate)
+                                     cfg.drop_path_rate, cfg.patch_embed)
         self.head = CenterPredictor(timm_vit.embed_dim, cfg.head_channels)
         self.bdm_enabled = cfg.bdm
         self.bypass_threshold = cfg.bypass_threshold
@@ -117,6 +117,11 @@ def build_model(cfg: ModelConfig) -> ABTrackModel:
         raise ValueError(f"prune_ratio must be in [0, 1), got {cfg.prune_ratio}")
     if not 0.0 <= cfg.drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {cfg.drop_path_rate}")
+    if cfg.patch_embed == "conv_stem" and cfg.pretrained:
+        # The weight file's patch embedding would be dropped and its blocks would see tokens
+        # from an untrained stem: refused rather than silently half-loaded.
+        raise ValueError(f"patch_embed {cfg.patch_embed} is trained from scratch; pretrained ViT weights "
+                         "come with the linear patch embedding (set patch_embed: linear or pretrained: null)")
     vit = create_timm_vit(cfg.backbone)
     patch = vit.patch_embed.patch_size[0]
     if cfg.patch_size != patch:

@@ -1,6 +1,7 @@
 """One-stream ViT backbone with bypass decision modules (BDM).
 
-Template and search patches share one patch embedding and get separate positional embeddings;
+Template and search patches share one patch embedding (the ViT's linear patchify or a
+convolutional stem, ``patch_embed.py``) and get separate positional embeddings;
 they (and, with BDM on, one bypass token) run through the blocks together. Block ``i``
 (1-based) with ``i > n_enf`` has a BDM: ``p_i = sigmoid(linear_i(bypass token entering i))``.
 """
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from .blocks import PrunableBlock
+from .patch_embed import create_patch_embed
 from .pretrained import interpolate_pos_embed
 
 # Initial BDM bias: sigmoid(-3) ~ 0.05, so a freshly added BDM runs every block and the
@@ -50,7 +52,7 @@ class OneStreamViT(nn.Module):
     """Patch embedding, positional embeddings, prunable blocks, BDMs and the final norm."""
 
     def __init__(self, timm_vit: nn.Module, template_size: int, search_size: int,
-                 n_enf: int, drop_path_rate: float = 0.0) -> None:
+                 n_enf: int, drop_path_rate: float = 0.0, patch_embed: str = "linear") -> None:
         super().__init__()
         patch = timm_vit.patch_embed.patch_size[0]
         for name, size in (("template_size", template_size), ("search_size", search_size)):
@@ -65,8 +67,7 @@ class OneStreamViT(nn.Module):
         self.search_side = search_size // patch
         self.n_enf = n_enf
 
-        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
-        self.patch_embed.load_state_dict(timm_vit.patch_embed.proj.state_dict())
+        self.patch_embed = create_patch_embed(patch_embed, timm_vit)
         grid = timm_vit.pos_embed.detach()[:, timm_vit.num_prefix_tokens:]  # the cls slot is dropped
         self.pos_template = nn.Parameter(interpolate_pos_embed(grid, self.template_side))
         self.pos_search = nn.Parameter(interpolate_pos_embed(grid, self.search_side))

@@ -11,7 +11,8 @@ import torch
 
 from ..config import ABTrackConfig, ConfigError, config_from_dict, to_dict
 from .abtrack import ABTrackModel, build_model
-from .pruning import PruningPlan, apply_plan
+from .plan import PruningPlan
+from .pruning import apply_plan
 
 FORMAT_NAME = "abtrack-checkpoint"
 FORMAT_VERSION = 1
@@ -50,7 +51,7 @@ def _resolved_config(model: ABTrackModel, cfg: ABTrackConfig) -> ABTrackConfig:
     model_cfg = dataclasses.replace(
         cfg.model, bdm=model.bdm_enabled, bypass_threshold=model.bypass_threshold,
         vtp_masks=model.has_vtp_masks)
-    for name in ("backbone", "depth", "template_size", "search_size", "n_enf", "head_channels"):
+    for name in ("backbone", "depth", "template_size", "search_size", "patch_embed", "n_enf", "head_channels"):
         if getattr(model_cfg, name) != getattr(model.config, name):
             raise ValueError(f"config model.{name}={getattr(model_cfg, name)!r} does not describe the "
                              f"model (built with {getattr(model.config, name)!r})")

@@ -1,36 +1,10 @@
 """ViT pruning (VTP): binarise the relaxed masks block by block and slice the blocks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
 import torch
 
-if TYPE_CHECKING:
-    from .abtrack import ABTrackModel
-
-
-@dataclass
-class PruningPlan:
-    """Kept inner-attention features and MLP hidden units per block (original indices)."""
-
-    ratio: float
-    attn_keep: list[list[int]]
-    mlp_keep: list[list[int]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ratio": self.ratio, "attn_keep": self.attn_keep, "mlp_keep": self.mlp_keep}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "PruningPlan":
-        if not isinstance(data, dict) or set(data) != {"ratio", "attn_keep", "mlp_keep"}:
-            raise ValueError(f"a pruning plan needs exactly ratio, attn_keep, mlp_keep; got {data!r:.200}")
-        for key in ("attn_keep", "mlp_keep"):
-            rows = data[key]
-            if not isinstance(rows, list) or not all(
-                    isinstance(row, list) and all(isinstance(i, int) for i in row) for row in rows):
-                raise ValueError(f"pruning plan '{key}' must be a list of integer lists")
-        return cls(float(data["ratio"]), data["attn_keep"], data["mlp_keep"])
+from .abtrack import ABTrackModel
+from .plan import PruningPlan
 
 
 def _check_indices(name: str, keep: list[int], size: int) -> torch.Tensor:
@@ -39,7 +13,7 @@ def _check_indices(name: str, keep: list[int], size: int) -> torch.Tensor:
     return torch.tensor(keep, dtype=torch.long)
 
 
-def apply_plan(model: "ABTrackModel", plan: PruningPlan) -> None:
+def apply_plan(model: ABTrackModel, plan: PruningPlan) -> None:
     """Slice every block of an unpruned ``model`` as ``plan`` says (mask values are folded in)."""
     if model.pruning_plan is not None:
         raise ValueError("the model is already pruned")
@@ -55,7 +29,7 @@ def apply_plan(model: "ABTrackModel", plan: PruningPlan) -> None:
     model.pruning_plan = plan
 
 
-def prune_model(model: "ABTrackModel", ratio: float) -> PruningPlan:
+def prune_model(model: ABTrackModel, ratio: float) -> PruningPlan:
     """Binarise the VTP masks with pruning ratio ``ratio`` (mu) locally per block and slice.
 
     Keep ratio sigma = 1 - mu: attention keeps floor(head_dim * sigma) features per head
