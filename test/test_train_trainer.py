@@ -84,8 +84,9 @@ def test_epoch_seed_depends_on_every_part():
 
 def test_overrides_apply_to_both_stages_and_replace_datasets():
     opts = TrainOptions(out_dir=Path("x"), epochs=3, pairs_per_epoch=50, batch_size=2,
-                        data=["got10k:/a", "lasot:/b"], prune_ratio=0.5)
+                        data=["got10k:/a", "lasot:/b"], prune_ratio=0.5, amp_cpu=True)
     cfg = apply_overrides(ABTrackConfig(), opts)
+    assert cfg.train.amp_cpu is True
     assert cfg.train.stage1_vtp.epochs == cfg.train.stage3_bdm.epochs == 3
     assert cfg.train.stage3_bdm.pairs_per_epoch == 50 and cfg.train.batch_size == 2
     assert [d.spec for d in cfg.train.datasets] == ["got10k:/a", "lasot:/b"]

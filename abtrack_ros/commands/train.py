@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, help="data loader workers per process")
     parser.add_argument("--ratio", type=float, help="pruning ratio mu (default: model.prune_ratio)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--amp-cpu", action="store_true", default=None,
+                        help="bf16 autocast on CPU (train.amp_cpu; needs native bf16, docs/training.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out, config=args.config, stage=args.stage, init=args.init, resume=args.resume,
         data=args.data, val_data=args.val_data, epochs=args.epochs, pairs_per_epoch=args.pairs_per_epoch,
         batch_size=args.batch_size, num_workers=args.num_workers, prune_ratio=args.ratio,
-        device=args.device,
+        device=args.device, amp_cpu=args.amp_cpu,
     )
     try:
         results = run_training(opts)

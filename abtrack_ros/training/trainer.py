@@ -82,6 +82,7 @@ class TrainOptions:
     num_workers: Optional[int] = None
     prune_ratio: Optional[float] = None
     device: Optional[str] = None
+    amp_cpu: Optional[bool] = None
 
 
 @dataclass
@@ -109,6 +110,8 @@ def apply_overrides(cfg: ABTrackConfig, opts: TrainOptions) -> ABTrackConfig:
         changes["batch_size"] = opts.batch_size
     if opts.num_workers is not None:
         changes["num_workers"] = opts.num_workers
+    if opts.amp_cpu is not None:
+        changes["amp_cpu"] = opts.amp_cpu
     if opts.data:
         changes["datasets"] = [DatasetSpec(spec=s) for s in opts.data]
     if opts.val_data:
