@@ -16,6 +16,7 @@ COMMANDS = {
     "prune": "Binarise the VTP masks of a checkpoint and slice its blocks.",
     "eval": "One-pass evaluation on a dataset with the standard metrics (and peers).",
     "bench": "Speed benchmark: model and tracker step, cost curve, per-block times.",
+    "export": "Build deployable artefacts (ONNX graphs, TensorRT engines, fp16 checkpoint) into a folder.",
     "track": "Track a video file or a folder of frames from a first box.",
     "node": "Run the ROS 2 tracker node (same as `ros2 run abtrack_ros tracker_node`).",
     "demo": "The main demo: camera replay -> tracker node over DDS -> summary and video.",

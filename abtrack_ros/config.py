@@ -152,16 +152,16 @@ class TrainConfig:
 class ConfidenceWeights:
     """The logistic model of a step's confidence: ``sigmoid(bias + sum(weight * cue))``.
 
-    One weight per cue of ``abtrack_ros.tracking.confidence`` (docs/tracking.md, "Confidence").
-    They depend on the model: refit them with ``benchmarks/fit_confidence.py`` after retraining.
-    The defaults are fitted for the shipped default model.
+    One weight per cue of ``abtrack_ros.tracking.confidence`` (docs/tracking.md, "Confidence,
+    LOST state and re-acquisition"). The weights belong to a model: the defaults are fitted for the
+    shipped default model; refit them with ``benchmarks/fit_confidence.py`` after retraining.
     """
 
-    bias: float = -5.2
-    peak_logit: float = 0.8
-    sharpness: float = 7.9
+    bias: float = -3.554
+    peak_logit: float = 0.667
+    sharpness: float = 5.608
     competitor: float = 0.0
-    jump: float = -2.3
+    jump: float = -1.954
     size_change: float = 0.0
 
     def __post_init__(self) -> None:
@@ -187,11 +187,12 @@ class TrackerConfig:
     lost_frames: int = 1
     # LOST -> TRACKING: confidence at or above found_score (at least lost_score) on found_frames
     # consecutive steps.
-    found_score: float = 0.5
-    found_frames: int = 2
-    # While LOST the search crop grows by reacquire_growth per LOST step, up to
-    # reacquire_max_factor target sizes, around the last confident box (1.0 = no growth).
-    reacquire_growth: float = 1.5
+    found_score: float = 0.7
+    found_frames: int = 3
+    # While LOST the search crop may grow by reacquire_growth per LOST step, up to
+    # reacquire_max_factor target sizes (1.0 = no growth: a wider, coarser crop costs the default
+    # model accuracy; docs/tracking.md).
+    reacquire_growth: float = 1.0
     reacquire_max_factor: float = 8.0
 
     def __post_init__(self) -> None:

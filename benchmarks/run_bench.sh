@@ -10,7 +10,7 @@ abtrack() { python -m abtrack_ros.cli "$@"; }
 abtrack bench --json "$@" > "$json"
 python - "$json" <<'PY'
 import json, sys
-from abtrack_ros.bench import format_table
+from abtrack_ros.evaluation.bench import format_table
 print(format_table(json.load(open(sys.argv[1]))))
 PY
 echo "JSON: $json"

@@ -18,7 +18,7 @@ for threads in 1 2; do
   echo "## ${threads} thread(s): $json"
   python - "$json" <<'PY'
 import json, sys
-from abtrack_ros.bench import format_table
+from abtrack_ros.evaluation.bench import format_table
 print(format_table(json.load(open(sys.argv[1]))))
 PY
   echo

@@ -39,7 +39,7 @@ def test_bench_bad_arguments():
 def test_bench_models_from_pruned_checkpoint(tmp_path):
     import torch
 
-    from abtrack_ros.bench import build_bench_models
+    from abtrack_ros.evaluation.bench.subjects import build_bench_models
     from abtrack_ros.config import ABTrackConfig, ModelConfig
     from abtrack_ros.model import build_model, prune_model, save_checkpoint
 

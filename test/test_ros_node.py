@@ -425,7 +425,10 @@ def test_runtime_bypass_threshold_and_lost_score(rig):
         assert last_tracked_status().blocks_executed == 12
         assert all(r.successful for r in rig.set_params(lost_score=1.0))
         assert last_tracked_status().state_name == "LOST"
+        # Leaving LOST takes found_score over found_frames; a new target starts TRACKING and,
+        # with lost_score 0, no confidence is low enough to lose it.
         assert all(r.successful for r in rig.set_params(lost_score=0.0))
+        assert init_on(rig, frame_with_square(60, 40))[1].success
         assert last_tracked_status().state_name == "TRACKING"
     finally:
         rig.set_params(bypass_threshold=0.5, lost_score=0.25)
@@ -508,7 +511,7 @@ def test_abtrack_node_command_passes_ros_args():
 
 
 @pytest.mark.parametrize("ros_args, expected", [
-    (["-p", "checkpoint:=/nonexistent/model.pt"], "checkpoint file not found"),
+    (["-p", "checkpoint:=/nonexistent/model.pt"], "checkpoint not found"),
     (["-p", "qos_reliability:=sometimes"], "qos_reliability must be one of"),
     (["-p", "device:=tpu"], "device 'tpu' is not valid"),
     (["-p", "TAMPERED"], "cannot load the tracker model"),

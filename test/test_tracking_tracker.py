@@ -1,4 +1,6 @@
 """The Tracker with a real (randomly initialised) model on drawn frames."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,8 @@ import torch
 from abtrack_ros.config import ModelConfig, TrackerConfig
 from abtrack_ros.model import build_model
 from abtrack_ros.tracking import STATE_LOST, STATE_TRACKING, Tracker, TrackerNotInitializedError
+from abtrack_ros.tracking import lost
+from abtrack_ros.tracking.confidence import CUE_NAMES
 
 HEIGHT, WIDTH = 96, 128
 
@@ -40,13 +44,18 @@ def test_track_outputs(model):
         assert result.box.shape == (4,) and w > 0 and h > 0
         assert x >= 0 and y >= 0 and x + w <= WIDTH + 1e-9 and y + h <= HEIGHT + 1e-9
         assert 0.0 <= result.score <= 1.0
+        assert 0.0 <= result.confidence <= 1.0
+        assert set(result.cues) == set(CUE_NAMES) and all(math.isfinite(v) for v in result.cues.values())
         assert result.state in (STATE_TRACKING, STATE_LOST)
+        assert result.state_reason and (result.frames_lost > 0) == (result.state == STATE_LOST)
+        assert result.search_factor == TrackerConfig().search_factor
         assert len(result.executed) == len(result.bypass_probs) == model.num_blocks
         assert all(result.executed[: model.n_enf])  # enforced blocks always run
         assert result.blocks_executed == sum(result.executed)
         assert set(result.timings_ms) == {"preprocess", "model", "postprocess"}
         assert all(t >= 0 for t in result.timings_ms.values())
-        np.testing.assert_allclose(tracker.box, result.box)
+        if result.state == STATE_TRACKING:
+            np.testing.assert_allclose(tracker.box, result.box)
 
 
 def test_hann_window_choice_and_raw_score(model):
@@ -65,23 +74,48 @@ def test_hann_window_choice_and_raw_score(model):
         scores=torch.zeros(1), bypass_probs=torch.zeros(1, 12), executed=torch.ones(1, 12, dtype=torch.bool),
     )
     window = crop_window((128.0, 128.0), side=256.0, out_size=256)
-    box, score = Tracker(model, TrackerConfig(hann_window=True))._decode(out, window, 1000, 1000)
-    assert score == pytest.approx(0.6)
+    decoded = Tracker(model, TrackerConfig(hann_window=True))._decode(out, window, 1000, 1000)
+    assert decoded.score == pytest.approx(0.6) and decoded.peak == (7, 8)
     # cell (x=8, y=7) + offset 0.5 -> centre (8.5/16, 7.5/16) of the 256 px crop; size 0.25 * 256 = 64
-    np.testing.assert_allclose(box, [8.5 * 16 - 32, 7.5 * 16 - 32, 64, 64])
-    _, score_plain = Tracker(model, TrackerConfig(hann_window=False))._decode(out, window, 1000, 1000)
-    assert score_plain == pytest.approx(0.9)
+    np.testing.assert_allclose(decoded.box, [8.5 * 16 - 32, 7.5 * 16 - 32, 64, 64])
+    np.testing.assert_allclose(decoded.score_map, score_map[0, 0].numpy())  # raw, not windowed
+    plain = Tracker(model, TrackerConfig(hann_window=False))._decode(out, window, 1000, 1000)
+    assert plain.score == pytest.approx(0.9) and plain.peak == (0, 0)
 
 
 def test_lost_state_with_high_threshold(model):
     frames, boxes = _frames(2)
-    tracker = Tracker(model, TrackerConfig(lost_score=1.01))
+    tracker = Tracker(model, TrackerConfig(lost_score=1.0, found_score=1.0, found_frames=1))
     tracker.initialize(frames[0], boxes[0])
     result = tracker.track(frames[1])
-    assert result.state == STATE_LOST
+    assert result.state == STATE_LOST and result.state_reason in (lost.REASON_LOW_CONFIDENCE,
+                                                                  lost.REASON_COMPETING_PEAK)
     assert np.isfinite(result.box).all() and result.box[2] > 0  # a box is still reported
-    tracker.cfg.lost_score = 0.0
-    assert tracker.track(frames[1]).state == STATE_TRACKING
+    np.testing.assert_array_equal(tracker.box, boxes[0])  # the last trusted box stays
+    tracker.cfg.lost_score = tracker.cfg.found_score = 0.0  # as the node's run-time parameters do
+    result = tracker.track(frames[1])
+    assert (result.state, result.state_reason) == (STATE_TRACKING, lost.REASON_REACQUIRED)
+    np.testing.assert_allclose(tracker.box, result.box)
+
+
+def test_reacquisition_widens_the_search_while_lost(model):
+    """An injected low confidence (lost_score 1: every step is low) keeps the tracker LOST; the
+    search crop grows per LOST step up to the cap, centred on the latest candidate and sized by
+    the last trusted box; initialize() ends it."""
+    frames, boxes = _frames(2)
+    cfg = TrackerConfig(lost_score=1.0, found_score=1.0, reacquire_growth=1.5, reacquire_max_factor=8.0)
+    tracker = Tracker(model, cfg)
+    tracker.initialize(frames[0], boxes[0])
+    steps = [tracker.track(frames[1]) for _ in range(4)]
+    assert [s.search_factor for s in steps] == [4.0, 6.0, 8.0, 8.0]
+    assert [s.frames_lost for s in steps] == [1, 2, 3, 4]
+    assert all(s.state == STATE_LOST for s in steps)
+    assert steps[0].state_reason != lost.REASON_SEARCHING
+    assert all(s.state_reason == lost.REASON_SEARCHING for s in steps[1:])
+    np.testing.assert_array_equal(tracker.box, boxes[0])
+    np.testing.assert_allclose(tracker._previous_box, steps[-1].box)  # the next search is centred here
+    tracker.initialize(frames[0], boxes[0])
+    assert tracker.track(frames[1]).search_factor == 4.0
 
 
 def test_bad_inputs_leave_state_unchanged(model):

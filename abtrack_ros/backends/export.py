@@ -10,7 +10,9 @@ graph               function
 ``search_embed``    search image -> search tokens
 ``block_<i>``       one transformer block; the token axis is dynamic (with or without the
                     bypass token), so the same graph serves BDM on and off
-``head``            final LayerNorm + center head on the search tokens -> three maps
+``head``            final LayerNorm + center head on the search tokens -> three maps (the
+                    head with batch norm folded and its branches fused, as the torch
+                    backend runs it)
 ==================  =====================================================================
 
 The BDM decisions stay in the driver (``gating.GatedDriver``). Graphs are exported once per
@@ -35,9 +37,10 @@ from torch import nn
 
 from abtrack_ros.config import to_dict
 from abtrack_ros.model import ABTrackModel
+from abtrack_ros.model.head import FusedCenterPredictor
 
-# Bump when the graph layout changes: it is part of the cache key.
-GRAPH_FORMAT = 1
+# Bump when the graph layout changes: it is part of the cache key (2: fused head).
+GRAPH_FORMAT = 2
 OPSET = 17
 MANIFEST = "manifest.json"
 CACHE_ENV = "ABTRACK_CACHE_DIR"
@@ -77,7 +80,7 @@ class _Head(nn.Module):
     def __init__(self, model: ABTrackModel) -> None:
         super().__init__()
         self.norm = model.backbone.norm
-        self.head = model.head
+        self.head = FusedCenterPredictor(model.head)
         self.side = model.backbone.search_side
 
     def forward(self, search_tokens: torch.Tensor):

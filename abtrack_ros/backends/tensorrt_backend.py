@@ -118,7 +118,7 @@ class TensorRTBackend(InferenceBackend):
             raise BackendUnavailableError("the tensorrt backend needs the tensorrt package and a CUDA GPU")
         super().__init__(model, device)
         self.half = half
-        graphs = export_graphs(model, cache_dir)
+        self.graphs = graphs = export_graphs(model, cache_dir)
         backbone = model.backbone
         sequence = backbone.template_side ** 2 + backbone.search_side ** 2
         self._engines: dict[str, _Engine] = {}

@@ -1,21 +1,28 @@
-"""The PyTorch backend: the nn.Module itself (fp32, fp16 on CUDA, bf16 weights on CPU)."""
+"""The PyTorch backend: the nn.Module itself (fp32, fp16 on CUDA, bf16 weights on CPU), with the
+center head prepared for inference (batch norm folded, branches fused)."""
 from __future__ import annotations
 
 import torch
 
-from abtrack_ros.model import ABTrackModel, ModelOutput
+from abtrack_ros.model import ABTrackModel, ModelOutput, decode_boxes
+from abtrack_ros.model.head import FusedCenterPredictor
 
 from .base import InferenceBackend
 
 
 class TorchBackend(InferenceBackend):
-    """Runs the model as it is; the model's parameter dtype is the precision (the Tracker casts it)."""
+    """Runs the model's backbone as it is and a fused copy of its head.
+
+    The backbone is shared with ``model`` (its switches and weights are followed at every call);
+    the head's weights are read once, here, as the graph backends read theirs.
+    """
 
     name = "torch"
 
     def __init__(self, model: ABTrackModel, device: torch.device) -> None:
         super().__init__(model, device)
         self._dtype = next(model.parameters()).dtype
+        self.head = FusedCenterPredictor(model.head)
 
     @property
     def input_dtype(self) -> torch.dtype:
@@ -29,4 +36,7 @@ class TorchBackend(InferenceBackend):
         return self.model.embed_template(template)
 
     def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
-        return self.model.forward_embedded(template_tokens, search)
+        features = self.model.backbone(template_tokens, search)
+        score_map, offset_map, size_map = self.head(features.search_map)
+        boxes, scores = decode_boxes(score_map, offset_map, size_map)
+        return ModelOutput(score_map, offset_map, size_map, boxes, scores, features.bypass_probs, features.executed)

@@ -12,7 +12,10 @@ HELP = "Speed benchmark: model and tracker step, cost curve, per-block times."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_tracker_arguments(parser)
-    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per measurement")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="timed calls per measurement, split evenly over the rounds")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds: every measurement once per round, in a shuffled order (default 20)")
     parser.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     parser.add_argument("--accuracy-dataset", default=None,
@@ -22,14 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from abtrack_ros.bench import BenchSettings, format_table, run_benchmark
+    from abtrack_ros.evaluation.bench import BenchSettings, format_table, run_benchmark
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
-    if args.iterations is not None:
-        if args.iterations < 1:
-            print("abtrack bench: error: --iterations must be >= 1", file=sys.stderr)
-            return 2
-        settings.iterations = args.iterations
+    for name in ("iterations", "rounds"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                print(f"abtrack bench: error: --{name} must be >= 1", file=sys.stderr)
+                return 2
+            setattr(settings, name, value)
     # With --json, stdout carries the JSON object only; progress goes to stderr.
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     try:
@@ -42,4 +47,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"abtrack bench: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2) if args.json else format_table(report))
+    for warning in report["warnings"]:  # also in the report; stderr so that they are seen next to a JSON file
+        print(f"abtrack bench: warning: {warning}", file=sys.stderr)
     return 0

@@ -31,7 +31,8 @@ class SequenceTracker(Protocol):
 
 
 class ABTrackRunner:
-    """Our Tracker behind the runner interface; also reports which blocks ran, its score and state."""
+    """Our Tracker behind the runner interface; also reports which blocks ran, its confidence
+    (``TrackResult.confidence``, what a control loop should read, not the raw peak score) and state."""
 
     name = OURS
 
@@ -44,7 +45,7 @@ class ABTrackRunner:
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, Optional[list[bool]]]:
         result = self.tracker.track(frame)
-        self._confidence = (result.score, result.state)
+        self._confidence = (result.confidence, result.state)
         return result.box, result.executed
 
     def confidence(self) -> tuple[float, Optional[str]]:

@@ -1,13 +1,21 @@
-"""Center head: score, offset and size maps from the search feature map, and box decoding."""
+"""Center head: score, offset and size maps from the search feature map, and box decoding.
+
+``FusedCenterPredictor`` is the same head prepared for inference: batch norm folded into the
+convolutions and the three branches run as one stack of grouped convolutions.
+"""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Sigmoid outputs are kept off 0 and 1 so the focal loss's log terms stay finite.
 SIGMOID_CLAMP = 1e-4
 # Conv-BN-ReLU layers per branch; each halves the width (256 -> 128 -> 64 -> 32).
 BRANCH_DEPTH = 4
+# oneDNN convolution callable directly (CPU builds with MKL-DNN).
+ONEDNN_CONV = torch.backends.mkldnn.is_available() and hasattr(torch, "mkldnn_convolution")
+ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def clamped_sigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -41,6 +49,117 @@ class CenterPredictor(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return clamped_sigmoid(self.score(features)), self.offset(features), clamped_sigmoid(self.size(features))
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new convolution equal to ``bn(conv(x))`` in eval mode (running statistics folded in).
+
+    Pure: ``conv`` and ``bn`` are left as they are. Folded in float64, then cast back, so the
+    fold adds no rounding beyond the target dtype's.
+    """
+    if bn.training:
+        raise ValueError("batch norm is folded with its running statistics: eval mode (inference) only")
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("batch norm without running statistics cannot be folded")
+    dtype = conv.weight.dtype
+    with torch.no_grad():
+        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+        shift = -bn.running_mean.double() * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight.double(), shift * bn.weight.double() + bn.bias.double()
+        bias = shift if conv.bias is None else shift + conv.bias.double() * scale
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+                          device=conv.weight.device, dtype=dtype)
+        fused.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype))
+        fused.bias.copy_(bias.to(dtype))
+    return fused.requires_grad_(False)
+
+
+def _stack(convs: list[nn.Conv2d], groups: int) -> nn.Conv2d:
+    """One convolution running the (BN-folded, so biased) ``convs`` side by side, outputs concatenated.
+
+    ``groups=1``: all read the same input. ``groups=len(convs)``: each reads its own slice of the
+    input (the previous stacked layer's output), which is the branches' own computation exactly.
+    """
+    first = convs[0]
+    weight = torch.cat([c.weight for c in convs])
+    stacked = nn.Conv2d(first.in_channels * groups, weight.shape[0], first.kernel_size, first.stride,
+                        first.padding, first.dilation, groups, padding_mode=first.padding_mode,
+                        device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        stacked.weight.copy_(weight)
+        stacked.bias.copy_(torch.cat([c.bias for c in convs]))
+    return stacked.requires_grad_(False)
+
+
+def _block_diagonal(convs: list[nn.Conv2d]) -> nn.Conv2d:
+    """The branches' final 1x1 convolutions (1, 2, 2 outputs) as one dense 1x1 convolution.
+
+    The outputs differ in number, so a grouped convolution cannot hold them; the zeros of the
+    block-diagonal weight add exact zeros, so the sums are unchanged.
+    """
+    widths = [c.in_channels for c in convs]
+    first = convs[0]
+    weight = first.weight.new_zeros(sum(c.out_channels for c in convs), sum(widths), 1, 1)
+    row = column = 0
+    for conv in convs:
+        weight[row:row + conv.out_channels, column:column + conv.in_channels] = conv.weight.detach()
+        row, column = row + conv.out_channels, column + conv.in_channels
+    dense = nn.Conv2d(sum(widths), weight.shape[0], 1, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        dense.weight.copy_(weight)
+        dense.bias.copy_(torch.cat([c.bias.detach() for c in convs]))
+    return dense.requires_grad_(False)
+
+
+def _folded_layers(branch: nn.Sequential) -> tuple[list[nn.Conv2d], nn.Conv2d]:
+    """A branch's Conv-BN-ReLU layers with the BN folded in, and its final 1x1 convolution."""
+    layers = list(branch)
+    folded = [fold_batchnorm(layers[i], layers[i + 1]) for i in range(0, 3 * BRANCH_DEPTH, 3)]
+    return folded, layers[-1]
+
+
+class FusedCenterPredictor(nn.Module):
+    """``CenterPredictor`` for inference: BN folded, the three branches fused (same outputs).
+
+    The first convolutions of the branches read the same features: one convolution with their
+    outputs concatenated. The deeper ones read only their own branch: grouped convolutions
+    (groups = 3). The final 1x1 convolutions become one block-diagonal convolution. 39 modules
+    per call become 9 operators plus the output split. The weights are copied: later changes
+    to the source head are not followed (build it again, as the backends do per tracker).
+    """
+
+    def __init__(self, head: CenterPredictor) -> None:
+        super().__init__()
+        if head.training:
+            raise ValueError("the fused head folds batch norm statistics: call head.eval() first (inference only)")
+        branches = [_folded_layers(b) for b in (head.score, head.offset, head.size)]
+        layers = [_stack([convs[0] for convs, _ in branches], groups=1)]
+        layers += [_stack([convs[depth] for convs, _ in branches], groups=len(branches))
+                   for depth in range(1, BRANCH_DEPTH)]
+        self.layers = nn.ModuleList(layers)
+        self.out = _block_diagonal([final for _, final in branches])
+        self.split = [final.out_channels for _, final in branches]
+        self.eval()
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = features
+        for layer in self.layers:
+            x = F.relu(_conv(layer, x), inplace=True)
+        score, offset, size = torch.split(self.out(x), self.split, dim=1)
+        return clamped_sigmoid(score), offset, clamped_sigmoid(size)
+
+
+def _conv(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``, on the CPU through oneDNN: at batch 1 on a small map PyTorch's heuristic picks
+    its im2col path for an ungrouped 3x3 convolution, 1.5x slower here (docs/speed.md). Traced
+    exports (ONNX) take the plain call."""
+    if (ONEDNN_CONV and x.device.type == "cpu" and x.dtype in ONEDNN_DTYPES and layer.padding_mode == "zeros"
+            and not torch.jit.is_tracing()):
+        return torch.mkldnn_convolution(x, layer.weight, layer.bias, layer.padding, layer.stride, layer.dilation,
+                                        layer.groups)
+    return layer(x)
 
 
 def decode_boxes(score_map: torch.Tensor, offset_map: torch.Tensor,

@@ -83,8 +83,8 @@ def load_tracker(p: node_params.NodeParams) -> Tracker:
     from abtrack_ros.model import CheckpointError
 
     path: Optional[Path] = Path(p.checkpoint).expanduser() if p.checkpoint else None
-    if path is not None and not path.is_file():
-        raise ModelLoadError(f"checkpoint file not found: {path}")
+    if path is not None and not path.exists():
+        raise ModelLoadError(f"checkpoint not found (a .pt file or an abtrack export folder): {path}")
     try:
         return Tracker.from_checkpoint(
             path,

@@ -1,4 +1,5 @@
-"""The single-object tracker around an ABTrack model: crops, model call, Hann window, map-back."""
+"""The single-object tracker around an ABTrack model: crops, model call, Hann window, map-back,
+confidence, the LOST state and the search that re-acquires a lost target."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,16 @@ import numpy as np
 import torch
 
 from abtrack_ros.config import ABTrackConfig, ModelConfig, TrackerConfig, from_dict, load_config, to_dict
+from abtrack_ros.tracking import confidence as conf
 from abtrack_ros.tracking import geometry as geo
+from abtrack_ros.tracking.lost import (
+    REASON_COMPETING_PEAK,
+    REASON_LOW_CONFIDENCE,
+    STATE_LOST,
+    STATE_TRACKING,
+    LostStateMachine,
+    search_factor,
+)
 
 if TYPE_CHECKING:
     from abtrack_ros.backends import BackendOptions
@@ -20,8 +30,6 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-STATE_TRACKING = "TRACKING"
-STATE_LOST = "LOST"
 # Config whose model section is used when no checkpoint ships (repository checkout layout).
 DEFAULT_MODEL_CONFIG = Path(__file__).resolve().parents[2] / "config" / "models" / "abtrack_deit_tiny.yaml"
 RANDOM_WEIGHTS_WARNING = "UNTRAINED: randomly initialised weights (no checkpoint found); boxes are meaningless"
@@ -39,16 +47,31 @@ class FrameSizeError(ValueError):
 class TrackResult:
     """The outcome of one tracking step."""
 
-    box: np.ndarray  # [x, y, w, h] in image pixels, clipped to the image
+    box: np.ndarray  # [x, y, w, h] in image pixels, clipped to the image; while LOST the best candidate
     score: float  # raw (un-windowed) score at the chosen location
     state: str  # STATE_TRACKING or STATE_LOST
     executed: list[bool]  # per block: did it run
     bypass_probs: list[float]  # per block: p_i (0 for enforced blocks and without BDM)
     timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, model, postprocess
+    confidence: float = 0.0  # 0..1, how far to trust the box (tracking/confidence.py)
+    state_reason: str = ""  # why the state is what it is: a lost.REASON_* value
+    frames_lost: int = 0  # consecutive LOST steps, this one included (0 while TRACKING)
+    search_factor: float = 0.0  # search crop side of this step, in target sizes (grows while LOST)
+    cues: dict[str, float] = field(default_factory=dict)  # the confidence's inputs, keyed as conf.CUE_NAMES
 
     @property
     def blocks_executed(self) -> int:
         return int(sum(self.executed))
+
+
+@dataclass
+class Decoded:
+    """The model's answer in image terms: box, raw score, and where on the score map it was chosen."""
+
+    box: np.ndarray  # [x, y, w, h] pixels, clipped to the image
+    score: float  # raw (un-windowed) score at the chosen cell
+    score_map: np.ndarray  # the raw H x W score map
+    peak: tuple[int, int]  # (row, column) of the chosen cell
 
 
 class PatchNormaliser:
@@ -70,6 +93,8 @@ class Tracker:
 
     The template patch embedding is computed once per target and cached. Nothing more can be
     cached: in the one-stream ViT the template tokens attend to the search tokens in every block.
+    Each step's confidence drives a TRACKING / LOST state machine (lost.py); while LOST the search
+    follows the best candidate, keeps the size of the last TRACKING box and may widen step by step.
     """
 
     def __init__(
@@ -87,11 +112,6 @@ class Tracker:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
-        if not (cfg.template_factor > 0 and cfg.search_factor > 0):
-            raise ValueError(
-                f"tracker.template_factor and tracker.search_factor must be positive, got "
-                f"{cfg.template_factor} and {cfg.search_factor}"
-            )
         if half and self.device.type != "cuda":
             raise ValueError("half precision (fp16) is only supported on a CUDA device; use half=False on CPU")
         if backend_options.bf16 and (half or self.device.type != "cpu"):
@@ -108,7 +128,9 @@ class Tracker:
         self.weights_description = "given model"
         self._hann: Optional[torch.Tensor] = None
         self._template_tokens: Optional[torch.Tensor] = None
-        self._box: Optional[np.ndarray] = None
+        self._box: Optional[np.ndarray] = None  # the latest box of a TRACKING step: sizes the search
+        self._previous_box: Optional[np.ndarray] = None  # the latest box: centres the search, temporal cues
+        self._lost = LostStateMachine()
         self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the init frame
 
     # ----------------------------------------------------------------- construction
@@ -131,6 +153,9 @@ class Tracker:
         When no default checkpoint ships, the default model config is built with random weights
         and ``weights_description`` says so (and a warning is logged).
         """
+        from abtrack_ros.backends import resolve_artefacts
+
+        path, backend, backend_options = resolve_artefacts(path, backend, backend_options, device)
         model, cfg, description = load_model_or_untrained(path)
         if description.startswith(RANDOM_WEIGHTS_WARNING):
             LOG.warning(description)
@@ -150,7 +175,8 @@ class Tracker:
 
     @property
     def box(self) -> Optional[np.ndarray]:
-        """The current target box (image pixels), or None before initialize()."""
+        """The target box (image pixels): the latest box while TRACKING, the last box of a TRACKING
+        step while LOST (the last one the tracker trusted); None before initialize()."""
         return None if self._box is None else self._box.copy()
 
     @property
@@ -168,7 +194,9 @@ class Tracker:
         template = self.normalise(geo.crop_patch(frame, window))
         self._template_tokens = self.backend.embed_template(template)
         self._box = box
+        self._previous_box = box
         self._frame_size = (frame.shape[1], frame.shape[0])
+        self._lost.reset()
 
     @torch.inference_mode()
     def track(self, frame: np.ndarray) -> TrackResult:
@@ -189,9 +217,11 @@ class Tracker:
             )
 
         start = time.perf_counter()
-        window = geo.crop_window(
-            geo.box_center(self._box), geo.crop_side(self._box, self.cfg.search_factor), self.search_size
-        )
+        # Centred on the latest box (while LOST the best candidate, which follows a returning
+        # target), sized by the last TRACKING box (candidates on clutter drift in size).
+        factor = search_factor(self._lost.frames_lost, self.cfg)
+        window = geo.crop_window(geo.box_center(self._previous_box), geo.crop_side(self._box, factor),
+                                 self.search_size)
         search = self.normalise(geo.crop_patch(frame, window))
         self._synchronise()
         after_preprocess = time.perf_counter()
@@ -200,14 +230,26 @@ class Tracker:
         self._synchronise()
         after_model = time.perf_counter()
 
-        box, score = self._decode(out, window, width, height)
-        self._box = box
+        decoded = self._decode(out, window, width, height)
+        radius = conf.cue_radius(decoded.score_map.shape[0], self.cfg.search_factor)
+        cues = conf.step_cues(decoded.score_map, decoded.peak, radius, decoded.box, self._previous_box)
+        confidence = conf.combine(cues, self.cfg.confidence)
+        low_reason = REASON_COMPETING_PEAK if cues["competitor"] >= conf.COMPETING_PEAK else REASON_LOW_CONFIDENCE
+        step = self._lost.update(confidence, self.cfg, low_reason)
+        if step.state == STATE_TRACKING:
+            self._box = decoded.box
+        self._previous_box = decoded.box
         result = TrackResult(
-            box=box.copy(),
-            score=score,
-            state=STATE_LOST if score < self.cfg.lost_score else STATE_TRACKING,
+            box=decoded.box.copy(),
+            score=decoded.score,
+            state=step.state,
             executed=[bool(v) for v in out.executed[0].tolist()],
             bypass_probs=[float(v) for v in out.bypass_probs[0].float().tolist()],
+            confidence=confidence,
+            state_reason=step.reason,
+            frames_lost=step.frames_lost,
+            search_factor=factor,
+            cues=cues,
         )
         end = time.perf_counter()
         result.timings_ms = {
@@ -218,7 +260,7 @@ class Tracker:
         return result
 
     # ----------------------------------------------------------------- helpers
-    def _decode(self, out, window: geo.CropWindow, width: int, height: int) -> tuple[np.ndarray, float]:
+    def _decode(self, out, window: geo.CropWindow, width: int, height: int) -> Decoded:
         """Box and raw score at the (Hann-windowed) score maximum, in image pixels."""
         from abtrack_ros.model import decode_boxes
 
@@ -227,11 +269,11 @@ class Tracker:
         if self.cfg.hann_window:
             ranked_map = score_map * self._hann_window(score_map.shape[-1])
         boxes, _ = decode_boxes(ranked_map, out.offset_map.float(), out.size_map.float())
-        best = int(torch.argmax(ranked_map[0].flatten()))
-        raw_score = float(score_map[0].flatten()[best])
+        raw_map = score_map[0, 0].cpu().numpy()
+        peak = divmod(int(torch.argmax(ranked_map[0].flatten())), raw_map.shape[1])
         box = geo.clip_box(geo.box_from_crop(boxes[0].cpu().numpy(), window), width, height,
                            min_size=geo.MIN_BOX_SIDE_PX)
-        return box, raw_score
+        return Decoded(box=box, score=float(raw_map[peak]), score_map=raw_map, peak=peak)
 
     def _hann_window(self, size: int) -> torch.Tensor:
         if self._hann is None or self._hann.shape[-1] != size:

@@ -1,0 +1,106 @@
+"""How far to trust a tracking step: cues from the score map and the track, one logistic confidence.
+
+Every cue is computed from what the model already outputs (the raw score map and the decoded box)
+and the previous step's box; none needs a model change. The cues (docs/tracking.md, "Confidence,
+LOST state and re-acquisition"):
+- ``peak_logit``: logit of the raw score at the chosen cell;
+- ``sharpness``: the share of the map's total score within ``radius`` cells of the peak (a single
+  sharp peak -> near 1, a flat map -> the near cells' share of the area);
+- ``competitor``: the highest score farther than ``radius`` cells from the peak, over the peak's
+  (a look-alike elsewhere in the search region -> near or above 1);
+- ``jump``: the box centre's move since the previous step, in previous-box sizes;
+- ``size_change``: ``|log|`` of the box's side change since the previous step (sqrt of the area ratio).
+``confidence = sigmoid(bias + sum(weight_cue * cue))`` with the weights of ``tracker.confidence``
+(data in the config, fitted per model by ``benchmarks/fit_confidence.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from abtrack_ros.config import ConfidenceWeights
+from abtrack_ros.tracking import geometry as geo
+
+CUE_NAMES = tuple(f.name for f in dataclasses.fields(ConfidenceWeights) if f.name != "bias")
+# Scores are probabilities; clipping keeps the logit finite (the head clamps to the same range).
+SCORE_FLOOR = 1e-4
+# Caps keep one absurd cue (a peak elsewhere far above the chosen one, a box jumping across the
+# image) from outweighing all others: beyond them a step is as doubtful as it gets.
+COMPETITOR_CAP = 2.0
+JUMP_CAP = 3.0
+SIZE_CHANGE_CAP = 2.0
+# A competitor cue at or above this (a second peak at least half as high as the chosen one) names
+# a look-alike as the reason for a low confidence.
+COMPETING_PEAK = 0.5
+# A logit beyond this is confidence 0 or 1 in float64 anyway; clipping avoids overflow in exp.
+LOGIT_CLIP = 50.0
+
+
+def cue_radius(map_size: int, search_factor: float) -> int:
+    """Cells around the peak that belong to the target: half its side in the map at the normal
+    search factor (the target fills ``1 / search_factor`` of the crop), at least one cell."""
+    return max(1, round(map_size / (2.0 * search_factor)))
+
+
+def peak_logit(score: float) -> float:
+    """Logit of a score in 0..1, clipped to stay finite."""
+    p = min(max(float(score), SCORE_FLOOR), 1.0 - SCORE_FLOOR)
+    return math.log(p / (1.0 - p))
+
+
+def _near_peak(shape: tuple[int, int], peak: tuple[int, int], radius: int) -> np.ndarray:
+    """Cells within ``radius`` (Chebyshev distance) of ``peak`` (row, column)."""
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    return (np.abs(rows - peak[0]) <= radius) & (np.abs(cols - peak[1]) <= radius)
+
+
+def sharpness(score_map: np.ndarray, peak: tuple[int, int], radius: int) -> float:
+    """Share of the map's total score within ``radius`` cells of ``peak`` (0..1)."""
+    total = float(score_map.sum())
+    if not total > 0:
+        return 0.0
+    return float(score_map[_near_peak(score_map.shape, peak, radius)].sum()) / total
+
+
+def competitor(score_map: np.ndarray, peak: tuple[int, int], radius: int) -> float:
+    """Highest score farther than ``radius`` cells from ``peak`` over the peak score (0..COMPETITOR_CAP)."""
+    far = ~_near_peak(score_map.shape, peak, radius)
+    if not far.any():
+        return 0.0
+    peak_score = max(float(score_map[peak]), SCORE_FLOOR)
+    return min(float(score_map[far].max()) / peak_score, COMPETITOR_CAP)
+
+
+def jump(box_xywh: np.ndarray, previous_xywh: np.ndarray) -> float:
+    """Centre distance from the previous box, in units of its size ``sqrt(w * h)`` (0..JUMP_CAP)."""
+    (cx, cy), (px, py) = geo.box_center(box_xywh), geo.box_center(previous_xywh)
+    size = math.sqrt(float(previous_xywh[2]) * float(previous_xywh[3]))
+    return min(math.hypot(cx - px, cy - py) / size, JUMP_CAP)
+
+
+def size_change(box_xywh: np.ndarray, previous_xywh: np.ndarray) -> float:
+    """``|log|`` of the side ratio ``sqrt(area / previous area)`` (0 = same size; 0..SIZE_CHANGE_CAP)."""
+    ratio = (float(box_xywh[2]) * float(box_xywh[3])) / (float(previous_xywh[2]) * float(previous_xywh[3]))
+    return min(abs(0.5 * math.log(ratio)), SIZE_CHANGE_CAP)
+
+
+def step_cues(score_map: np.ndarray, peak: tuple[int, int], radius: int,
+              box_xywh: np.ndarray, previous_xywh: np.ndarray) -> dict[str, float]:
+    """All cues of one step, keyed as CUE_NAMES. ``score_map`` is the raw ``H x W`` map."""
+    return {
+        "peak_logit": peak_logit(score_map[peak]),
+        "sharpness": sharpness(score_map, peak, radius),
+        "competitor": competitor(score_map, peak, radius),
+        "jump": jump(box_xywh, previous_xywh),
+        "size_change": size_change(box_xywh, previous_xywh),
+    }
+
+
+def combine(cues: dict[str, float], weights: ConfidenceWeights) -> float:
+    """``sigmoid(bias + sum(weight * cue))`` in 0..1; a NaN cue gives 0 (no trust)."""
+    logit = weights.bias + sum(getattr(weights, name) * cues[name] for name in CUE_NAMES)
+    if math.isnan(logit):
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-min(max(logit, -LOGIT_CLIP), LOGIT_CLIP)))
