@@ -12,7 +12,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
 
 from abtrack_ros.ros.bags import BagImage, ImageTopic
-from abtrack_ros.ros.client import ns_to_stamp
+from abtrack_ros.ros.client import ns_to_stamp, wait_for_subscriber
 
 CLOCK_TOPIC = "/clock"
 CLOCK_RATE_HZ = 40.0  # the rate of `ros2 bag play --clock`
@@ -137,9 +137,4 @@ class BagCamera(Node):
         return done
 
     def wait_for_subscriber(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.publisher.get_subscription_count() == 0:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(SUBSCRIBER_POLL_S)
-        return True
+        return wait_for_subscriber(self.publisher, timeout_s, SUBSCRIBER_POLL_S)

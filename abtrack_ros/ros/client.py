@@ -147,12 +147,17 @@ class ReplayCamera(Node):
         return done
 
     def wait_for_subscriber(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.publisher.get_subscription_count() == 0:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return wait_for_subscriber(self.publisher, timeout_s)
+
+
+def wait_for_subscriber(publisher: Any, timeout_s: float, poll_s: float = 0.05) -> bool:
+    """Whether ``publisher`` has a matched subscription within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while publisher.get_subscription_count() == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 class BackgroundSpinner:

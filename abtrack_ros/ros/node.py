@@ -139,7 +139,11 @@ class Counters:
 
 
 def declare_node_parameters(node: Node) -> node_params.NodeParams:
-    """Declare every parameter once (with its descriptor) and return their values."""
+    """Register the parameter callbacks, declare every parameter once (with its descriptor) and
+    return their values. Changes go through `apply_parameters` on the node's `params` and `core`."""
+    node.add_pre_set_parameters_callback(coerce_parameters)
+    node.add_on_set_parameters_callback(
+        lambda parameters: apply_parameters(getattr(node, "params", None), getattr(node, "core", None), parameters))
     declared = node.declare_parameters(
         "",
         [(spec.name, spec.default, node_params.ros_descriptor(spec)) for spec in node_params.PARAMETERS],
@@ -475,14 +479,9 @@ class TrackerNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self.core: Optional[TrackerCore] = None
-        self.add_pre_set_parameters_callback(coerce_parameters)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.params = declare_node_parameters(self)
         self.core = TrackerCore(self, self.params)
         self.core.open()
-
-    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        return apply_parameters(getattr(self, "params", None), self.core, parameters)
 
     def stop(self) -> None:
         """Stop the worker and the interfaces (before destroy_node)."""
@@ -496,12 +495,7 @@ class LifecycleTrackerNode(LifecycleNode):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self.core: Optional[TrackerCore] = None
-        self.add_pre_set_parameters_callback(coerce_parameters)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.params = declare_node_parameters(self)
-
-    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        return apply_parameters(getattr(self, "params", None), self.core, parameters)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
