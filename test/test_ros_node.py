@@ -350,6 +350,8 @@ def test_diagnostics_levels_and_values(rig):
     sub = rig.helper.create_subscription(DiagnosticArray, "/diagnostics", store.append, 10)
     pub = rig.helper.create_publisher(Image, f"{NS}/image", qos_profile_sensor_data)
     try:
+        # Random weights give a low confidence: with lost_score 0 the target stays TRACKING (OK).
+        assert all(r.successful for r in rig.set_params(lost_score=0.0))
         _, response = init_on(rig, frame_with_square(60, 40))
         rig.stream([frame_with_square(60, 40)] * 8, rate_hz=15)
         ok = latest_diagnostic(store, NS, lambda s: s.level == DiagnosticStatus.OK)
@@ -368,6 +370,7 @@ def test_diagnostics_levels_and_values(rig):
                                   and "no image for" in s.message, timeout_s=6.0)
         assert stale is not None
     finally:
+        rig.set_params(lost_score=0.25)
         rig.helper.destroy_subscription(sub)
         rig.helper.destroy_publisher(pub)
 
