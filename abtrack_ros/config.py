@@ -157,12 +157,13 @@ class ConfidenceWeights:
     shipped default model; refit them with ``benchmarks/fit_confidence.py`` after retraining.
     """
 
-    bias: float = -3.554
-    peak_logit: float = 0.667
-    sharpness: float = 5.608
+    bias: float = -7.561
+    peak_logit: float = 0.466
+    sharpness: float = 3.344
     competitor: float = 0.0
-    jump: float = -1.954
+    jump: float = -1.304
     size_change: float = 0.0
+    appearance: float = 6.678
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -183,11 +184,11 @@ class TrackerConfig:
     hann_window: bool = True
     confidence: ConfidenceWeights = field(default_factory=ConfidenceWeights)
     # TRACKING -> LOST: confidence below lost_score on lost_frames consecutive steps.
-    lost_score: float = 0.25
+    lost_score: float = 0.45
     lost_frames: int = 1
     # LOST -> TRACKING: confidence at or above found_score (at least lost_score) on found_frames
     # consecutive steps.
-    found_score: float = 0.7
+    found_score: float = 0.75
     found_frames: int = 3
     # While LOST the search crop may grow by reacquire_growth per LOST step, up to
     # reacquire_max_factor target sizes (1.0 = no growth: a wider, coarser crop costs the default

@@ -39,7 +39,8 @@ def node(tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("vga") / "tiny.pt"
     save_checkpoint(checkpoint, build_model(cfg.model), cfg)
     proc = subprocess.Popen([sys.executable, "-m", "abtrack_ros.ros.node", "--ros-args", "-r", f"__ns:={NS}",
-                             "-p", f"checkpoint:={checkpoint}", "-p", "diagnostics_period:=0.3"],
+                             "-p", f"checkpoint:={checkpoint}", "-p", "lost_score:=0.0",
+                             "-p", "diagnostics_period:=0.3"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rclpy.init()
     client = TrackerClient(NS, name="vga_client")

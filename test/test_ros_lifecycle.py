@@ -53,7 +53,8 @@ def test_lifecycle_transitions_gate_the_tracker(tmp_path):
     checkpoint = tmp_path / "tiny.pt"
     save_checkpoint(checkpoint, build_model(cfg.model), cfg)
     proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "tracker_lifecycle_node"), "--ros-args",
-                             "-r", f"__ns:={NS}", "-p", f"checkpoint:={checkpoint}", "-p", "threads:=1"],
+                             "-r", f"__ns:={NS}", "-p", f"checkpoint:={checkpoint}", "-p", "lost_score:=0.0",
+                             "-p", "threads:=1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rclpy.init()
     helper = rclpy.create_node("lifecycle_driver")

@@ -49,6 +49,7 @@ H, W = 120, 160
 TARGET = [60.0, 40.0, 24.0, 24.0]
 START_TIMEOUT_S = 90.0
 N_ENF = 3
+RIG_LOST_SCORE = 0.0
 
 
 def frame_with_square(x: int, y: int, size: int = 24) -> np.ndarray:
@@ -109,9 +110,12 @@ def rig(tmp_path_factory):
     shipped[key]["ros__parameters"].update(frame_buffer_length=8, diagnostics_period=0.3)
     params_file = tmp / "tracker.yaml"
     params_file.write_text(yaml.safe_dump(shipped))
+    # Random weights have a low confidence: lost_score 0 keeps the target TRACKING (detections flow)
+    # unless a test raises it.
     procs = [
         subprocess.Popen(node_command("-r", f"__ns:={NS}", "--params-file", str(params_file),
-                                      "-p", f"checkpoint:={checkpoint}", "-p", "threads:=1"),
+                                      "-p", f"checkpoint:={checkpoint}", "-p", "threads:=1",
+                                      "-p", f"lost_score:={RIG_LOST_SCORE}"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen(node_command("-r", f"__ns:={NS_RELIABLE}", "-p", f"checkpoint:={checkpoint}",
                                       "-p", "qos_reliability:=reliable", "-p", "use_compressed:=true",
@@ -199,6 +203,8 @@ def test_init_then_detections_copy_image_headers(rig):
     assert status.frames_processed > 0 and status.last_error == ""
     same_frame = next(s.msg for s in statuses if s.msg.header.stamp == det.header.stamp)
     assert math.isclose(same_frame.score, det.results[0].hypothesis.score, rel_tol=1e-5)
+    assert same_frame.state_name == "TRACKING" and same_frame.state_reason == "confident"
+    assert np.allclose(list(same_frame.box), detection_box_xywh(det), atol=1e-3)
     # A new init gives a new target id.
     rig.client.clear()
     _, response = init_on(rig, frame_with_square(30, 30))
@@ -350,8 +356,6 @@ def test_diagnostics_levels_and_values(rig):
     sub = rig.helper.create_subscription(DiagnosticArray, "/diagnostics", store.append, 10)
     pub = rig.helper.create_publisher(Image, f"{NS}/image", qos_profile_sensor_data)
     try:
-        # Random weights give a low confidence: with lost_score 0 the target stays TRACKING (OK).
-        assert all(r.successful for r in rig.set_params(lost_score=0.0))
         _, response = init_on(rig, frame_with_square(60, 40))
         rig.stream([frame_with_square(60, 40)] * 8, rate_hz=15)
         ok = latest_diagnostic(store, NS, lambda s: s.level == DiagnosticStatus.OK)
@@ -370,7 +374,6 @@ def test_diagnostics_levels_and_values(rig):
                                   and "no image for" in s.message, timeout_s=6.0)
         assert stale is not None
     finally:
-        rig.set_params(lost_score=0.25)
         rig.helper.destroy_subscription(sub)
         rig.helper.destroy_publisher(pub)
 
@@ -418,6 +421,9 @@ def test_runtime_bypass_threshold_and_lost_score(rig):
         return next(x.msg for x in reversed(rig.client.snapshot()[1])
                     if stamp_to_ns(x.msg.header.stamp) == stamps[-1])
 
+    def detections_of(status) -> list:
+        return [d.msg for d in rig.client.snapshot()[0] if d.msg.header.stamp == status.header.stamp]
+
     _, response = init_on(rig, frame_with_square(60, 40))
     assert response.success
     try:
@@ -427,14 +433,23 @@ def test_runtime_bypass_threshold_and_lost_score(rig):
         assert all(r.successful for r in rig.set_params(bypass_threshold=1.0))
         assert last_tracked_status().blocks_executed == 12
         assert all(r.successful for r in rig.set_params(lost_score=1.0))
-        assert last_tracked_status().state_name == "LOST"
+        lost = last_tracked_status()
+        assert lost.state_name == "LOST" and lost.state_reason in ("low confidence", "competing peak", "searching")
+        assert lost.frames_lost >= 1 and len(lost.box) == 4 and 0.0 <= lost.raw_score <= 1.0
+        assert detections_of(lost) == []  # no box that looks valid while LOST (the default)
+        assert all(r.successful for r in rig.set_params(publish_lost_detection=True))
+        flagged = last_tracked_status()
+        (det,) = detections_of(flagged)
+        assert flagged.state_name == "LOST" and det.results[0].hypothesis.class_id == "target_lost"
+        assert math.isclose(det.results[0].hypothesis.score, flagged.score, rel_tol=1e-5)
+        assert all(r.successful for r in rig.set_params(publish_lost_detection=False))
         # Leaving LOST takes found_score over found_frames; a new target starts TRACKING and,
         # with lost_score 0, no confidence is low enough to lose it.
         assert all(r.successful for r in rig.set_params(lost_score=0.0))
         assert init_on(rig, frame_with_square(60, 40))[1].success
         assert last_tracked_status().state_name == "TRACKING"
     finally:
-        rig.set_params(bypass_threshold=0.5, lost_score=0.25)
+        rig.set_params(bypass_threshold=0.5, lost_score=RIG_LOST_SCORE, publish_lost_detection=False)
 
 
 def test_debug_image_only_when_enabled_and_subscribed(rig):

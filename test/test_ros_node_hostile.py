@@ -126,8 +126,9 @@ def ros():
 def live(ros, tmp_path_factory):
     checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("hostile") / "tiny.pt")
     proc = subprocess.Popen(
-        node_command("-r", f"__ns:={NS}", "-p", f"checkpoint:={checkpoint}", "-p", "threads:=1",
-                     "-p", "diagnostics_period:=0.3", "-p", f"frame_buffer_mbytes:={BUFFER_MBYTES}"),
+        # lost_score 0: random weights have a low confidence; TRACKING keeps detections flowing.
+        node_command("-r", f"__ns:={NS}", "-p", f"checkpoint:={checkpoint}", "-p", "lost_score:=0.0",
+                     "-p", "threads:=1", "-p", "diagnostics_period:=0.3", "-p", f"frame_buffer_mbytes:={BUFFER_MBYTES}"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = TrackerClient(NS, name="hostile_client")
     camera = ReplayCamera(topic=f"{NS}/image", frame_id="cam", name="hostile_camera")
@@ -322,7 +323,8 @@ def test_shutdown_while_tracking_is_clean(ros, tmp_path, sig):
     """A signal while frames stream and the worker publishes: exit code 0, no traceback."""
     checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
     ns = f"/abt_stop_{sig.name.lower()}"
-    proc = subprocess.Popen(node_command("-r", f"__ns:={ns}", "-p", f"checkpoint:={checkpoint}", "-p", "threads:=1"),
+    proc = subprocess.Popen(node_command("-r", f"__ns:={ns}", "-p", f"checkpoint:={checkpoint}",
+                                         "-p", "lost_score:=0.0", "-p", "threads:=1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = TrackerClient(ns, name="stop_client")
     camera = ReplayCamera(topic=f"{ns}/image", name="stop_camera")

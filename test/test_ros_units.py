@@ -66,7 +66,8 @@ def test_integers_for_double_parameters_become_doubles():
 
 def test_runtime_parameters_are_the_documented_ones():
     runtime = {s.name for s in params.PARAMETERS if not s.read_only}
-    assert runtime == {"bypass_enabled", "bypass_threshold", "lost_score", "debug_image"}
+    assert runtime == {"bypass_enabled", "bypass_threshold", "lost_score", "found_score",
+                       "publish_lost_detection", "debug_image"}
 
 
 def test_descriptors_carry_ranges():

@@ -56,7 +56,8 @@ def test_competitor_is_capped_and_zero_when_nothing_is_far():
 
 def test_combined_confidence_orders_the_three_maps():
     box = np.array([10.0, 10.0, 20.0, 20.0])
-    confidences = [c.combine(c.step_cues(m, p, 1, box, box), TrackerConfig().confidence)
+    frame = np.zeros((40, 40, 3), np.uint8)
+    confidences = [c.combine(c.step_cues(m, p, 1, box, box, frame, None), TrackerConfig().confidence)
                    for m, p in (single_peak(), two_equal_peaks(), flat())]
     assert confidences[0] > confidences[1] > confidences[2]
     assert all(0.0 <= v <= 1.0 for v in confidences)
@@ -83,4 +84,24 @@ def test_peak_logit_radius_and_combine_edge_cases():
     assert c.combine(cues, ConfidenceWeights(bias=1e6)) == 1.0
     assert c.combine(cues, ConfidenceWeights(bias=-1e6)) == pytest.approx(0.0)
     assert c.combine({**cues, "jump": math.nan}, ConfidenceWeights()) == 0.0
-    assert set(c.CUE_NAMES) == {"peak_logit", "sharpness", "competitor", "jump", "size_change"}
+    assert set(c.CUE_NAMES) == {"peak_logit", "sharpness", "competitor", "jump", "size_change", "appearance"}
+
+
+def test_appearance_matches_the_target_colours_not_another_colour():
+    frame = np.zeros((60, 120, 3), np.uint8)
+    frame[10:40, 10:40] = (200, 40, 40)  # the target: red
+    frame[10:40, 70:100] = (40, 40, 200)  # a look-alike of another colour: blue
+    template = c.colour_histogram(frame, np.array([10.0, 10.0, 30.0, 30.0]))
+    assert template is not None and template.sum() == pytest.approx(1.0)
+    assert c.appearance(c.colour_histogram(frame, np.array([12.0, 11.0, 30.0, 30.0])), template) == pytest.approx(1.0)
+    assert c.appearance(c.colour_histogram(frame, np.array([70.0, 10.0, 30.0, 30.0])), template) == pytest.approx(0.0)
+    # Half on the target: in between.
+    assert 0.2 < c.appearance(c.colour_histogram(frame, np.array([25.0, 10.0, 30.0, 30.0])), template) < 0.9
+
+
+def test_appearance_is_neutral_without_enough_pixels():
+    frame = np.zeros((20, 20, 3), np.uint8)
+    assert c.colour_histogram(frame, np.array([0.0, 0.0, 3.0, 3.0])) is None  # too small
+    assert c.colour_histogram(frame, np.array([30.0, 30.0, 10.0, 10.0])) is None  # outside
+    template = c.colour_histogram(frame, np.array([0.0, 0.0, 20.0, 20.0]))
+    assert c.appearance(None, template) == c.NEUTRAL_APPEARANCE == c.appearance(template, None)

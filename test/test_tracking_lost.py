@@ -91,4 +91,4 @@ def test_config_rejects_bad_thresholds(overrides, key):
 def test_config_from_an_older_checkpoint_gets_the_new_defaults():
     old = {"tracker": {"template_factor": 2.0, "search_factor": 4.0, "hann_window": True, "lost_score": 0.25}}
     cfg = config_from_dict(old).tracker
-    assert cfg == TrackerConfig()
+    assert cfg == TrackerConfig(lost_score=0.25)  # its own threshold kept, every newer key defaulted

@@ -136,14 +136,14 @@ def _track_frames(args: argparse.Namespace, tracker: Tracker, box: np.ndarray, i
             continue
         result = tracker.track(frame)
         if detections is not None:
-            detections.write(image, result.box, result.score, result.state)
+            detections.write(image, result.box, result.confidence, result.state)
         boxes.append(result.box)
-        scores.append(result.score)
+        scores.append(result.confidence)
         executed.append(result.executed)
         step_ms.append(sum(result.timings_ms.values()))
         colour = BOX_COLOUR_LOST if result.state == STATE_LOST else BOX_COLOUR_TRACKING
         writer.write(annotate(frame, result.box, colour, [
-            f"#{index} {result.state} score {result.score:.2f}",
+            f"#{index} {result.state} conf {result.confidence:.2f} (raw {result.score:.2f})",
             f"blocks {result.blocks_executed}/{tracker.num_blocks}  {step_ms[-1]:.1f} ms",
         ]))
     return boxes, scores, executed, step_ms

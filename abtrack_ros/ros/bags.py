@@ -215,7 +215,9 @@ class DetectionBagWriter:
         self._connection = self._writer.add_connection(self.topic, DETECTION_TYPE, typestore=typestore)
 
     def write(self, image: BagImage, box_xywh: np.ndarray, score: float, state: str) -> None:
-        """The Detection2D the node would publish for this image (its header copied verbatim)."""
+        """The Detection2D the node would publish for this image (its header copied verbatim),
+        ``score`` the confidence; a LOST frame's candidate is written too, flagged as the node's
+        ``publish_lost_detection`` flags it (class_id 'target_lost'), so the bag has every frame."""
         from rclpy.serialization import serialize_message
 
         from abtrack_ros.ros.messages import FrameOutcome, detection_msg

@@ -23,7 +23,6 @@ from abtrack_ros.ros.client import BackgroundSpinner, ReplayCamera, TrackerClien
 from abtrack_ros.ros.dds import use_large_image_profile
 from abtrack_ros.ros.drawing import draw_result
 from abtrack_ros.ros.frames import stamp_to_ns
-from abtrack_ros.ros.messages import detection_box_xywh
 from abtrack_ros.ros.sources import FrameSource, SourceFrame
 from abtrack_ros.ros.stats import percentiles
 from abtrack_ros.tracking.geometry import iou_xywh
@@ -291,15 +290,15 @@ def _initialise(client: TrackerClient, camera: ReplayCamera | BagCamera, first: 
 
 
 def _collect(client: TrackerClient, records: dict, seen: int, say) -> int:
-    """Attach newly received results to their frames (by stamp); print a line per frame."""
-    detections, statuses = client.snapshot()
-    boxes = {stamp_to_ns(d.msg.header.stamp): detection_box_xywh(d.msg) for d in detections}
+    """Attach newly received results to their frames (by stamp); print a line per frame. The box
+    is the status's: it is there in every state (a LOST frame has no detection, by design)."""
+    _, statuses = client.snapshot()
     for item in statuses[seen:]:
         record = records.get(stamp_to_ns(item.msg.header.stamp))
         if record is None or record.status is not None:
             continue
         record.status, record.received_ns = item.msg, item.received_ns
-        record.box_xywh = boxes.get(stamp_to_ns(item.msg.header.stamp))
+        record.box_xywh = [float(v) for v in item.msg.box] or None
         say(live_line(record))
     return len(statuses)
 

@@ -9,6 +9,9 @@ from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
 from abtrack_ros.msg import TrackerStatus
 
 TARGET_CLASS_ID = "target"
+# class_id of a detection published while LOST (parameter publish_lost_detection): the box is the
+# tracker's best candidate, not the target.
+LOST_CLASS_ID = "target_lost"
 STATE_CODES = {
     "IDLE": TrackerStatus.STATE_IDLE,
     "TRACKING": TrackerStatus.STATE_TRACKING,
@@ -22,7 +25,10 @@ class FrameOutcome:
 
     header: Any
     state_name: str
-    score: float = 0.0
+    state_reason: str = ""
+    frames_lost: int = 0
+    score: float = 0.0  # the confidence of the box
+    raw_score: float = 0.0  # the model's raw peak score
     box_xywh: Optional[list[float]] = None
     executed: list[bool] = field(default_factory=list)
     bypass_probs: list[float] = field(default_factory=list)
@@ -37,7 +43,8 @@ class FrameOutcome:
 
 
 def detection_msg(outcome: FrameOutcome, target_id: str) -> Detection2D:
-    """vision_msgs 4.x Detection2D: bbox centre/size in pixels, one 'target' hypothesis."""
+    """vision_msgs 4.x Detection2D: bbox centre/size in pixels, one hypothesis scored by the
+    confidence: class 'target', or 'target_lost' for a LOST frame's candidate."""
     if outcome.box_xywh is None:
         raise ValueError("a detection needs a box")
     x, y, w, h = (float(v) for v in outcome.box_xywh)
@@ -50,7 +57,7 @@ def detection_msg(outcome: FrameOutcome, target_id: str) -> Detection2D:
     det.bbox.size_x = w
     det.bbox.size_y = h
     hyp = ObjectHypothesisWithPose()
-    hyp.hypothesis.class_id = TARGET_CLASS_ID
+    hyp.hypothesis.class_id = LOST_CLASS_ID if outcome.state_name == "LOST" else TARGET_CLASS_ID
     hyp.hypothesis.score = float(outcome.score)
     det.results = [hyp]
     return det
@@ -67,7 +74,11 @@ def status_msg(outcome: FrameOutcome, dropped: int, rejected: int, processed: in
     msg.header = outcome.header
     msg.state = STATE_CODES[outcome.state_name]
     msg.state_name = outcome.state_name
+    msg.state_reason = outcome.state_reason
+    msg.frames_lost = int(outcome.frames_lost)
     msg.score = float(outcome.score)
+    msg.raw_score = float(outcome.raw_score)
+    msg.box = [float(v) for v in outcome.box_xywh or []]
     msg.executed_blocks = [bool(v) for v in outcome.executed]
     msg.bypass_probabilities = [float(v) for v in outcome.bypass_probs]
     msg.blocks_executed = sum(msg.executed_blocks)

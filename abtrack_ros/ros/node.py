@@ -58,7 +58,7 @@ OUTPUT_QOS_DEPTH = 10
 SPIN_PERIOD_S = 0.1  # the main loop's wait: how soon a SIGINT/SIGTERM is acted on
 MIB = 1 << 20
 DIAGNOSTIC_LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
-RUNTIME_SETTINGS = ("bypass_enabled", "bypass_threshold", "lost_score")
+RUNTIME_SETTINGS = ("bypass_enabled", "bypass_threshold", "lost_score", "found_score")
 # Size of the blank frame the model is warmed up on (its first calls allocate and pick kernels).
 WARMUP_FRAME_SIDE = 160
 RECENT_COUNTERS = ("received", "dropped", "converted", "rejected", "lost_in_transport", "worker_errors",
@@ -183,6 +183,7 @@ class TrackerCore:
             bypass_enabled=params.bypass_enabled,
             bypass_threshold=params.bypass_threshold,
             lost_score=params.lost_score,
+            found_score=params.found_score,
         )
         self.converter = ImageConverter()
         self.store = FrameStore(params.frame_buffer_length, params.frame_buffer_mbytes * MIB)
@@ -389,8 +390,9 @@ class TrackerCore:
             outcome.state_name = self.session.state_name
         if step is not None and step.result is not None:
             result = step.result
-            outcome.state_name = result.state
-            outcome.score = result.score
+            outcome.state_name, outcome.state_reason = result.state, result.state_reason
+            outcome.frames_lost = result.frames_lost
+            outcome.score, outcome.raw_score = result.confidence, result.score
             outcome.box_xywh = [float(v) for v in result.box]
             outcome.executed, outcome.bypass_probs = result.executed, result.bypass_probs
             outcome.preprocess_ms = result.timings_ms.get("preprocess", 0.0)
@@ -406,7 +408,10 @@ class TrackerCore:
         outcome.image_age_ms = (self.node.get_clock().now().nanoseconds - stamp_ns) / 1e6
         if self._stop.is_set():
             return
-        if outcome.box_xywh is not None:
+        # While LOST the box is a candidate, not the target: a control loop gets no box that looks
+        # valid unless it asked for flagged ones.
+        lost = outcome.state_name == "LOST"
+        if outcome.box_xywh is not None and (not lost or self.params.publish_lost_detection):
             self._detection_pub.publish(detection_msg(outcome, target_id))
         if frame is not None:
             self.counters.add(processed=1)

@@ -45,8 +45,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=False),
     ParamSpec("bypass_threshold", 0.5, "A block is skipped when its bypass probability exceeds this.",
               read_only=False, minimum=0.0, maximum=1.0),
-    ParamSpec("lost_score", 0.25, "Score below which the target is reported LOST.",
+    ParamSpec("lost_score", 0.45, "Confidence below which the target is reported LOST.",
               read_only=False, minimum=0.0, maximum=1.0),
+    ParamSpec("found_score", 0.75,
+              "Confidence (at least lost_score) a LOST target needs on 3 frames in a row to be "
+              "TRACKING again.", read_only=False, minimum=0.0, maximum=1.0),
+    ParamSpec("publish_lost_detection", False,
+              "While LOST, also publish the candidate box on detection, with class_id "
+              "'target_lost'; false = no detection while LOST.", read_only=False),
     ParamSpec("use_compressed", False, "Subscribe to image/compressed (CompressedImage) instead of image."),
     ParamSpec("qos_reliability", "best_effort",
               "Image subscription reliability: best_effort (sensor data) or reliable.",
@@ -88,6 +94,8 @@ class NodeParams:
     bypass_enabled: bool
     bypass_threshold: float
     lost_score: float
+    found_score: float
+    publish_lost_detection: bool
     use_compressed: bool
     qos_reliability: str
     qos_depth: int

@@ -103,6 +103,7 @@ class TrackingSession:
         bypass_enabled: Optional[bool] = None,
         bypass_threshold: Optional[float] = None,
         lost_score: Optional[float] = None,
+        found_score: Optional[float] = None,
     ) -> None:
         """Apply run-time settings between frames (None = leave as is)."""
         with self._lock:
@@ -113,3 +114,5 @@ class TrackingSession:
                 model.bypass_threshold = float(bypass_threshold)
             if lost_score is not None:
                 self._tracker.cfg.lost_score = float(lost_score)
+            if found_score is not None:
+                self._tracker.cfg.found_score = float(found_score)

@@ -9,7 +9,10 @@ LOST state and re-acquisition"):
 - ``competitor``: the highest score farther than ``radius`` cells from the peak, over the peak's
   (a look-alike elsewhere in the search region -> near or above 1);
 - ``jump``: the box centre's move since the previous step, in previous-box sizes;
-- ``size_change``: ``|log|`` of the box's side change since the previous step (sqrt of the area ratio).
+- ``size_change``: ``|log|`` of the box's side change since the previous step (sqrt of the area ratio);
+- ``appearance``: how well the colours inside the box match those of the target when it was
+  initialised (Bhattacharyya coefficient of hue-saturation histograms, 0..1): a look-alike of
+  another colour, or background clutter, scores low.
 ``confidence = sigmoid(bias + sum(weight_cue * cue))`` with the weights of ``tracker.confidence``
 (data in the config, fitted per model by ``benchmarks/fit_confidence.py``).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 
 from abtrack_ros.config import ConfidenceWeights
@@ -36,6 +40,14 @@ SIZE_CHANGE_CAP = 2.0
 COMPETING_PEAK = 0.5
 # A logit beyond this is confidence 0 or 1 in float64 anyway; clipping avoids overflow in exp.
 LOGIT_CLIP = 50.0
+# Colour histogram of a box: hue x saturation bins (OpenCV's 8-bit hue runs 0..180). Coarse bins
+# keep it tolerant of lighting and blur; the inner part of the box leaves out most background.
+HUE_BINS, SATURATION_BINS = 12, 4
+HISTOGRAM_INNER_FRACTION = 0.8
+# A box smaller than this (pixels a side, after taking the inner part) has too few pixels for a
+# histogram: its appearance cue is neutral.
+HISTOGRAM_MIN_SIDE = 4
+NEUTRAL_APPEARANCE = 0.5
 
 
 def cue_radius(map_size: int, search_factor: float) -> int:
@@ -86,15 +98,41 @@ def size_change(box_xywh: np.ndarray, previous_xywh: np.ndarray) -> float:
     return min(abs(0.5 * math.log(ratio)), SIZE_CHANGE_CAP)
 
 
+def colour_histogram(frame_rgb: np.ndarray, box_xywh: np.ndarray) -> np.ndarray | None:
+    """Normalised hue-saturation histogram of the inner part of ``box_xywh`` in an RGB frame;
+    None when that part is too small (or outside the frame)."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    margin_x, margin_y = w * (1 - HISTOGRAM_INNER_FRACTION) / 2, h * (1 - HISTOGRAM_INNER_FRACTION) / 2
+    x0, y0 = max(int(round(x + margin_x)), 0), max(int(round(y + margin_y)), 0)
+    x1 = min(int(round(x + w - margin_x)), frame_rgb.shape[1])
+    y1 = min(int(round(y + h - margin_y)), frame_rgb.shape[0])
+    if x1 - x0 < HISTOGRAM_MIN_SIDE or y1 - y0 < HISTOGRAM_MIN_SIDE:
+        return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame_rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256]).ravel()
+    return hist / max(float(hist.sum()), 1.0)
+
+
+def appearance(histogram: np.ndarray | None, template_histogram: np.ndarray | None) -> float:
+    """Bhattacharyya coefficient of two normalised histograms (1 = same colours, 0 = none shared);
+    NEUTRAL_APPEARANCE when either is missing."""
+    if histogram is None or template_histogram is None:
+        return NEUTRAL_APPEARANCE
+    return float(np.sqrt(histogram * template_histogram).sum())
+
+
 def step_cues(score_map: np.ndarray, peak: tuple[int, int], radius: int,
-              box_xywh: np.ndarray, previous_xywh: np.ndarray) -> dict[str, float]:
-    """All cues of one step, keyed as CUE_NAMES. ``score_map`` is the raw ``H x W`` map."""
+              box_xywh: np.ndarray, previous_xywh: np.ndarray,
+              frame_rgb: np.ndarray, template_histogram: np.ndarray | None) -> dict[str, float]:
+    """All cues of one step, keyed as CUE_NAMES. ``score_map`` is the raw ``H x W`` map;
+    ``template_histogram`` the ``colour_histogram`` of the target at initialisation."""
     return {
         "peak_logit": peak_logit(score_map[peak]),
         "sharpness": sharpness(score_map, peak, radius),
         "competitor": competitor(score_map, peak, radius),
         "jump": jump(box_xywh, previous_xywh),
         "size_change": size_change(box_xywh, previous_xywh),
+        "appearance": appearance(colour_histogram(frame_rgb, box_xywh), template_histogram),
     }
 
 

@@ -6,10 +6,10 @@ from typing import Optional
 
 import cv2
 import torch
+import yaml
 
 from abtrack_ros.config import BACKEND_NAMES
 from abtrack_ros.tracking.tracker import Tracker
-
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,25 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and OpenCV (default: torch's default)")
+    parser.add_argument("--tracker-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the checkpoint's tracker config section (repeatable; "
+                             "e.g. found_score=0.5; values are YAML scalars, keys checked strictly)")
     add_backend_arguments(parser)
+
+
+def parse_tracker_settings(items: list[str]) -> dict:
+    """``["found_score=0.5", ...]`` -> ``{"found_score": 0.5}``; values read as YAML scalars (data,
+    never code). Unknown keys are refused later, by the strict tracker config."""
+    settings = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--tracker-set expects KEY=VALUE, got {item!r}")
+        value = yaml.safe_load(text)
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"--tracker-set {key}: a scalar is expected, got {text!r}")
+        settings[key.strip()] = value
+    return settings
 
 
 def set_threads(threads: Optional[int]) -> int:
@@ -53,7 +71,9 @@ def backend_options_from_args(args: argparse.Namespace):
 
 
 def tracker_from_args(args: argparse.Namespace, cfg_overrides: Optional[dict] = None) -> Tracker:
-    """A Tracker from --checkpoint/--device/--half/--backend (a warning is logged when the weights are untrained)."""
+    """A Tracker from --checkpoint/--device/--half/--backend/--tracker-set (a warning is logged when
+    the weights are untrained)."""
+    cfg_overrides = {**parse_tracker_settings(getattr(args, "tracker_set", [])), **(cfg_overrides or {})}
     return Tracker.from_checkpoint(args.checkpoint, device=args.device, half=args.half, cfg_overrides=cfg_overrides,
                                    backend=args.backend,
                                    backend_options=backend_options_from_args(args))

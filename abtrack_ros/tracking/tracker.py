@@ -132,6 +132,7 @@ class Tracker:
         self._previous_box: Optional[np.ndarray] = None  # the latest box: centres the search, temporal cues
         self._lost = LostStateMachine()
         self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the init frame
+        self._template_histogram: Optional[np.ndarray] = None  # the target's colours at init
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -196,6 +197,7 @@ class Tracker:
         self._box = box
         self._previous_box = box
         self._frame_size = (frame.shape[1], frame.shape[0])
+        self._template_histogram = conf.colour_histogram(frame, box)
         self._lost.reset()
 
     @torch.inference_mode()
@@ -232,7 +234,8 @@ class Tracker:
 
         decoded = self._decode(out, window, width, height)
         radius = conf.cue_radius(decoded.score_map.shape[0], self.cfg.search_factor)
-        cues = conf.step_cues(decoded.score_map, decoded.peak, radius, decoded.box, self._previous_box)
+        cues = conf.step_cues(decoded.score_map, decoded.peak, radius, decoded.box, self._previous_box,
+                              frame, self._template_histogram)
         confidence = conf.combine(cues, self.cfg.confidence)
         low_reason = REASON_COMPETING_PEAK if cues["competitor"] >= conf.COMPETING_PEAK else REASON_LOW_CONFIDENCE
         step = self._lost.update(confidence, self.cfg, low_reason)
