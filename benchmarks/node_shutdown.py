@@ -19,12 +19,15 @@ import time
 from typing import Optional
 
 NS = "/bench_stop"
+WIDTH, HEIGHT = 640, 480  # the camera's default size
 EXIT_LIMIT_S = 10.0
 START_TIMEOUT_S = 120.0
 
 
 def one_try(index: int, sig: signal.Signals) -> dict:
     from abtrack_ros.ros.client import BackgroundSpinner, TrackerClient
+    from abtrack_ros.ros.frames import stamp_to_ns
+    from abtrack_ros.ros.synthetic_camera import square_box
 
     node = subprocess.Popen([sys.executable, "-m", "abtrack_ros.ros.node", "--ros-args", "-r", f"__ns:={NS}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -35,8 +38,12 @@ def one_try(index: int, sig: signal.Signals) -> dict:
     try:
         if not client.wait_for_services(START_TIMEOUT_S):
             raise RuntimeError("the node did not start")
-        time.sleep(1.0)
-        client.init_target([290.0, 210.0, 48.0, 48.0], 0)
+        if not client.wait_for(lambda d, s: len(s) > 0, 10.0):
+            raise RuntimeError("no status from the node after the camera started")
+        # Initialise on the square where the camera drew it in the newest answered frame
+        # (the camera numbers its frames in frame_id), so the node is TRACKING when signalled.
+        newest = client.snapshot()[1][-1].msg
+        client.init_target(square_box(int(newest.header.frame_id), WIDTH, HEIGHT), stamp_to_ns(newest.header.stamp))
         client.wait_for(lambda d, s: len(d) > 5, 10.0)
         detections = len(client.snapshot()[0])
         sent = time.monotonic()

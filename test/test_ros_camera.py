@@ -76,11 +76,12 @@ def test_640x480_at_30hz_from_a_camera_process_is_tracked(node):
     time.sleep(1.0)
     statuses = [s.msg for s in client.snapshot()[1]]
     after_init = [s for s in statuses if int(s.header.frame_id) > k]
-    # With the shipped profile most frames arrive (75-86 of 90 in most runs here), but on this
-    # 2-core machine some runs process far fewer (26-47 of 90 seen; not diagnosed, docs/ros.md).
-    # Without the profile 94-99 % are lost, which both bounds catch.
-    assert len(after_init) >= 0.2 * (FRAMES - 1 - k), (len(after_init), k)
-    assert statuses[-1].frames_lost_in_transport <= 0.5 * FRAMES
+    # With the shipped profile and the single-threaded executor every frame arrives and is
+    # processed here. Without the profile 94-99 % are lost; with rclpy's busy multi-threaded
+    # executor 26-86 of 90 were processed (docs/ros.md): both fail these bounds.
+    print(f"processed {len(after_init)} of {FRAMES - 1 - k}, lost {statuses[-1].frames_lost_in_transport}")
+    assert len(after_init) >= 0.9 * (FRAMES - 1 - k), (len(after_init), k)
+    assert statuses[-1].frames_lost_in_transport <= 0.05 * FRAMES
     tracked = [s for s in after_init if s.state_name in ("TRACKING", "LOST")]
     assert tracked
     detections = [d.msg for d in client.snapshot()[0]]

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -161,10 +161,12 @@ def wait_for_subscriber(publisher: Any, timeout_s: float, poll_s: float = 0.05) 
 
 
 class BackgroundSpinner:
-    """Spins some nodes on a MultiThreadedExecutor in a daemon thread; close() stops it."""
+    """Spins some nodes on a SingleThreadedExecutor in a daemon thread; close() stops it.
+    (rclpy's MultiThreadedExecutor polls without blocking while a callback is in flight: one
+    core busy in Python, measured to starve the processes beside it on a 2-core machine.)"""
 
     def __init__(self, *nodes: Node) -> None:
-        self._executor = MultiThreadedExecutor()
+        self._executor = SingleThreadedExecutor()
         self._nodes = nodes
         for node in nodes:
             self._executor.add_node(node)

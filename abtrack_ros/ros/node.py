@@ -1,8 +1,10 @@
 """The ABTrack ROS 2 tracker node (`tracker_node`), plain and managed (lifecycle).
 
-Threading design (see docs/ros.md): subscriptions and services run in a ReentrantCallbackGroup
-on a MultiThreadedExecutor and only store or look things up; one dedicated worker thread takes
-the newest frame and runs the tracker. Init/reset requests take the tracker lock the worker holds
+Threading design (see docs/ros.md): subscriptions and services run on a SingleThreadedExecutor
+in the main thread and only store or look things up; one dedicated worker thread takes the
+newest frame and runs the tracker. (rclpy's MultiThreadedExecutor polls without blocking while a
+callback is in flight: on 2 cores that busy main thread let 12-62 % of 640x480 frames reach the
+callback; docs/ros.md.) Init/reset requests take the tracker lock the worker holds
 per frame, so they are applied between two frames while the services stay responsive.
 
 `TrackerCore` is the part both node types share: the model, the frame store, the counters, the
@@ -28,7 +30,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -572,7 +574,7 @@ def run(make_node: Callable[[], Node], argv: Optional[list[str]] = None) -> int:
         logger.fatal(f"tracker_node cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor()
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         while not stop.is_set() and rclpy.ok():

@@ -115,8 +115,9 @@ class NodeParams:
 def auto_threads(cpu_count: Optional[int]) -> int:
     """The torch thread count for ``threads: 0``: half of the cores, at least 1.
 
-    Measured on 2 cores with a camera process on the same machine: 2 torch threads processed
-    20-98 % of frames with p95 latency up to 790 ms, 1 thread 99 % with p95 23-28 ms.
+    Measured on 2 cores with a 640x480 30 Hz camera process on the same machine (docs/ros.md):
+    1 thread processed 100 % of frames with p95 latency 15.5-17.5 ms, 2 threads 100 % with
+    17.4-18.7 ms: the second core is worth more to the camera and DDS than to torch.
     """
     return max(1, (cpu_count or 1) // 2)
 
