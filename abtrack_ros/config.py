@@ -136,6 +136,10 @@ class TrainConfig:
     tau0: float = 0.4
     sparsity_slope: float = 0.1
     adaptive_tau: bool = True
+    # How the per-sample targets spread around tau0: "loss" (the paper: slope x the GIoU loss's
+    # difference from the batch mean) or "standardised" (slope x that difference in batch
+    # standard deviations); docs/training.md.
+    sparsity_spread: str = "loss"
     vtp_l1_weight: float = 1e-4
     # Stage bdm only, an addition to the paper: weight of a distillation term pulling the
     # bypassed model's score map and box toward those of the same model with every block run,

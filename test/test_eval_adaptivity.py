@@ -292,6 +292,11 @@ def test_difficulty_is_one_minus_iou_without_bypass(adaptive_eval):
         counts += [row.count("1") for row in np.array(blocks)[scored]]
         difficulty += list(1.0 - frame_ious(boxes, seq.boxes)[scored])
     assert doc["adaptivity"]["difficulty_spearman"] == pytest.approx(spearman(np.array(counts), np.array(difficulty)))
+    # The bypass-off AUC of the section is the --no-bdm run's, the bypass-on one this run's.
+    no_bdm_auc = json.loads((out_no_bdm / "metrics.json").read_text())["trackers"]["abtrack"]["overall"]["auc"]
+    assert doc["adaptivity"]["auc_bypass_off"] == pytest.approx(no_bdm_auc)
+    assert doc["adaptivity"]["auc_bypass_on"] == pytest.approx(doc["trackers"]["abtrack"]["overall"]["auc"])
+    assert "| success AUC: bypass on / off (same model) |" in (out / "report.md").read_text()
 
 
 def test_bypass_sweep_numbers_and_plot(adaptive_eval):

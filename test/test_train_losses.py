@@ -149,7 +149,7 @@ def test_criterion_combines_the_terms_with_their_weights():
         + 4e-4
     )
     assert out.total.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert set(out.terms) == {"focal", "giou", "l1", "spar", "vtp_l1", "loss"}
+    assert set(out.terms) == {"focal", "giou", "l1", "spar", "tau_std", "vtp_l1", "loss"}
     assert out.iou.tolist() == pytest.approx(iou.tolist())
 
 
@@ -181,3 +181,18 @@ def test_criterion_adds_the_weighted_distillation_term():
     term = distillation_loss(score, pred, teacher_score, target)
     assert out.terms["distill"] == pytest.approx(term.item())
     assert out.total.item() == pytest.approx(plain.total.item() + 10.0 * term.item(), rel=1e-5)
+
+
+def test_standardised_spread_is_scale_free():
+    losses = torch.tensor([0.10, 0.20, 0.30, 0.40])
+    tau = sparsity_target(losses, tau0=0.5, slope=0.1, spread="standardised")
+    z = (losses - losses.mean()) / losses.std(unbiased=False)
+    assert tau.tolist() == pytest.approx((0.5 - 0.1 * z).tolist())
+    # The same ranking at a tenth of the loss spread gives the same targets (the paper's does not).
+    assert sparsity_target(losses / 10, 0.5, 0.1, spread="standardised").tolist() == pytest.approx(tau.tolist())
+    assert sparsity_target(losses / 10, 0.5, 0.1).tolist() != pytest.approx(sparsity_target(losses, 0.5, 0.1).tolist())
+    # A uniform batch (or a batch of one) gets tau0; unknown names are refused.
+    assert sparsity_target(torch.full((3,), 0.2), 0.5, 0.1, spread="standardised").tolist() == pytest.approx([0.5] * 3)
+    assert sparsity_target(torch.tensor([0.7]), 0.5, 0.1, spread="standardised").tolist() == pytest.approx([0.5])
+    with pytest.raises(ValueError, match="unknown sparsity spread"):
+        sparsity_target(losses, 0.5, 0.1, spread="rank")

@@ -265,6 +265,9 @@ def evaluate_adaptivity(
     no_bdm = run_no_bdm_pass(tracker, sequences, load_frame) if difficulty_pass else None
     section = {"tracker": OURS, "bypass_threshold": float(tracker.model.bypass_threshold),
                **measure_adaptivity(results, sequences, no_bdm)}
+    if no_bdm is not None:  # the same pass scored: what bypass costs in accuracy
+        section["auc_bypass_on"] = score_tracker(OURS, results, sequences).overall["auc"]
+        section["auc_bypass_off"] = score_tracker(OURS, no_bdm, sequences).overall["auc"]
     if sweep_thresholds:
         sweep = bypass_sweep(tracker, sequences, load_frame, sweep_thresholds, max_patterns)
         if out_dir is not None:
@@ -331,6 +334,9 @@ def report_lines(section: dict) -> list[str]:
          f"{_fmt(section['sequence_blocks_mean_min'], 2)} / {_fmt(section['sequence_blocks_mean_max'], 2)}"),
         ("Spearman(blocks, 1 - IoU without bypass)", _spearman_cell(section)),
     ]
+    if "auc_bypass_off" in section:
+        rows.append(("success AUC: bypass on / off (same model)",
+                     f"{_fmt(section['auc_bypass_on'])} / {_fmt(section['auc_bypass_off'])}"))
     lines = ["", f"## Adaptivity ({section['tracker']}, bypass threshold {section['bypass_threshold']:.2f})", "",
              "| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     sweep = section.get("bypass_sweep")

@@ -126,18 +126,33 @@ def distillation_loss(score_map: Tensor, boxes: Tensor, teacher_score_map: Tenso
     return kl.mean() + l1_box_loss(boxes.float(), teacher_boxes.detach().float())
 
 
-def sparsity_target(
-    giou_loss_per_sample: Tensor, tau0: float, slope: float, adaptive: bool = True
-) -> Tensor:
-    """Target bypass rate per sample: clip(tau0 - slope * (L_iou - mean L_iou), 0, 1).
+SPARSITY_SPREADS = ("loss", "standardised")
+# Batch standard deviation below which a standardised spread treats the batch as uniform.
+SPREAD_STD_FLOOR = 1e-6
 
-    L_iou is detached (tau is a target, not a gradient path) and its mean is over the batch.
-    With ``adaptive=False`` every sample gets tau0 (the Table 5 ablation).
+
+def sparsity_target(
+    giou_loss_per_sample: Tensor, tau0: float, slope: float, adaptive: bool = True, spread: str = "loss"
+) -> Tensor:
+    """Target bypass rate per sample: clip(tau0 - slope * d, 0, 1).
+
+    ``spread="loss"`` (the paper): ``d = L_iou - mean L_iou``. ``"standardised"``: ``d`` is that
+    difference over the batch's standard deviation of ``L_iou``, so the targets spread by
+    ``slope`` per standard deviation whatever the loss's scale (with the paper's slope and the
+    loss spread of a trained tracker, about +-0.02, the targets barely differ). L_iou is detached
+    (tau is a target, not a gradient path); mean and deviation are over the batch. With
+    ``adaptive=False`` every sample gets tau0 (the Table 5 ablation).
     """
+    if spread not in SPARSITY_SPREADS:
+        raise ValueError(f"unknown sparsity spread {spread!r} (choose one of: {', '.join(SPARSITY_SPREADS)})")
     loss = giou_loss_per_sample.detach()
     if not adaptive:
         return torch.full_like(loss, tau0)
-    return (tau0 - slope * (loss - loss.mean())).clamp(0.0, 1.0)
+    deviation = loss - loss.mean()
+    if spread == "standardised":
+        std = loss.std(unbiased=False) if loss.numel() > 1 else loss.new_zeros(())
+        deviation = deviation / std if float(std) > SPREAD_STD_FLOOR else torch.zeros_like(deviation)
+    return (tau0 - slope * deviation).clamp(0.0, 1.0)
 
 
 def sparsity_loss(bypass_probs: Tensor, n_enf: int, tau: Tensor) -> Tensor:
@@ -161,6 +176,7 @@ class LossWeights:
     tau0: float = 0.4
     sparsity_slope: float = 0.1
     adaptive_tau: bool = True
+    sparsity_spread: str = "loss"
     vtp_l1: float = 1e-4
     distill: float = 0.0
 
@@ -205,10 +221,12 @@ class TrackingCriterion:
         total = w.focal * focal + w.giou * giou_term + w.l1 * l1
         terms = {"focal": focal.item(), "giou": giou_term.item(), "l1": l1.item()}
         if bypass_probs is not None:
-            tau = sparsity_target(giou_per_sample, w.tau0, w.sparsity_slope, w.adaptive_tau)
+            tau = sparsity_target(giou_per_sample, w.tau0, w.sparsity_slope, w.adaptive_tau, w.sparsity_spread)
             spar = sparsity_loss(bypass_probs.float(), n_enf, tau)
             total = total + w.sparsity * spar
             terms["spar"] = spar.item()
+            # How far the per-sample targets differ: near 0 means one target for every sample.
+            terms["tau_std"] = tau.std(unbiased=False).item()
         if mask_l1 is not None:
             reg = w.vtp_l1 * mask_l1.float()  # eq. 6 with one alpha for every block
             total = total + reg

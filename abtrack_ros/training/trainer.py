@@ -37,7 +37,7 @@ from abtrack_ros.model import (
 )
 
 from .distributed import DistributedContext
-from .losses import LossTerms, LossWeights, TrackingCriterion, giou_and_iou
+from .losses import SPARSITY_SPREADS, LossTerms, LossWeights, TrackingCriterion, giou_and_iou
 from .precision import AMP_DTYPES, PrecisionError, autocast_dtype
 from .reporting import CsvLog, Progress, format_metrics, git_revision, write_run_record
 from .sampler import (
@@ -57,7 +57,7 @@ MODEL_FILE = "model.pt"
 GATE_PARAM_PREFIXES = ("backbone.decisions.", "backbone.bypass_token")
 MASK_PARAM_SUFFIXES = (".inner_mask", ".hidden_mask")
 TRAIN_COLUMNS = ["stage", "epoch", "step", "pairs", "lr_backbone", "loss", "focal", "giou", "l1",
-                 "spar", "vtp_l1", "distill", "iou", "executed_blocks", "pairs_per_s"]
+                 "spar", "tau_std", "vtp_l1", "distill", "iou", "executed_blocks", "pairs_per_s"]
 VAL_COLUMNS = ["stage", "epoch", "pairs", "mean_iou", "mean_executed_blocks", "num_blocks"]
 
 
@@ -134,6 +134,8 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
         (t.max_frame_gap >= 0, "train.max_frame_gap must be >= 0"),
         (0.0 <= t.tau0 <= 1.0, "train.tau0 must be in [0, 1]"),
         (t.sparsity_slope >= 0, "train.sparsity_slope must be >= 0"),
+        (t.sparsity_spread in SPARSITY_SPREADS,
+         f"train.sparsity_spread must be one of {', '.join(SPARSITY_SPREADS)}"),
         (t.val_pairs >= 0, "train.val_pairs must be >= 0"),
         (t.log_every >= 1, "train.log_every must be >= 1"),
         (0.0 <= t.grayscale_prob <= 1.0 and 0.0 <= t.flip_prob <= 1.0,
@@ -179,7 +181,7 @@ def loss_weights(cfg: ABTrackConfig) -> LossWeights:
     t = cfg.train
     return LossWeights(focal=t.focal_weight, giou=t.giou_weight, l1=t.l1_weight,
                        sparsity=t.sparsity_weight, tau0=t.tau0, sparsity_slope=t.sparsity_slope,
-                       adaptive_tau=t.adaptive_tau, vtp_l1=t.vtp_l1_weight,
+                       adaptive_tau=t.adaptive_tau, sparsity_spread=t.sparsity_spread, vtp_l1=t.vtp_l1_weight,
                        distill=t.distill_weight)
 
 
