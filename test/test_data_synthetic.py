@@ -214,3 +214,35 @@ def test_sample_videos_found_by_extension(tmp_path: Path) -> None:
     writer.release()
     (tmp_path / "notes.txt").write_bytes(b"x" * 20000)
     assert find_sample_videos([tmp_path]) == [(tmp_path / "clip.avi").resolve()]
+
+
+def test_crowd_look_alikes_cross_the_target() -> None:
+    """The crowd preset: many near-identical copies, and crossing ones pass within half a target
+    size of the target's centre at some frame (ordinary distractors wander anywhere)."""
+    from abtrack_ros.data.synthetic import SequenceRenderer, _appearance_source
+
+    source, _ = _appearance_source("off", None)
+    knobs = DIFFICULTIES["crowd"]
+    closest = []
+    for index in range(4):
+        rng, event_rng = np.random.default_rng([7, index]), np.random.default_rng([7, index, 1])
+        renderer = SequenceRenderer(rng, knobs, source, 60, 320, 240, None, event_rng)
+        target = renderer.target.boxes
+        centre, size = target[:, :2] + target[:, 2:] / 2, np.sqrt(target[:, 2] * target[:, 3])
+        for sprite in renderer.distractors:
+            gap = np.linalg.norm(sprite.boxes[:, :2] + sprite.boxes[:, 2:] / 2 - centre, axis=1) / size
+            closest.append(float(gap.min()))
+    assert len(closest) >= 4 * knobs.max_distractors // 2  # crowds, not one or two
+    assert sum(gap < 0.5 for gap in closest) >= 0.4 * len(closest)  # most of them pass right by
+
+
+def test_small_preset_sizes_on_a_uav_frame(tmp_path: Path) -> None:
+    seqs = generate_synthetic(tmp_path, 3, 20, 1, "small", size=(640, 360), split="val", real_images="off")
+    boxes = np.concatenate([np.loadtxt(s / "groundtruth.txt", delimiter=",") for s in seqs])
+    side = np.sqrt(boxes[:, 2] * boxes[:, 3])
+    assert 0.03 * 360 * 0.7 <= side.min() and side.max() <= 0.11 * 360 * 1.3  # about 11-40 px
+
+
+def test_crossing_knob_is_checked() -> None:
+    with pytest.raises(ValueError, match="distractor_crossing_prob"):
+        Difficulty(distractor_crossing_prob=1.5)

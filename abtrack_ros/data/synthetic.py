@@ -25,6 +25,9 @@ REAL_IMAGE_MODES = ("auto", "off")
 SPLITS = ("train", "val")
 MIN_TARGET_SIDE = 8
 MAX_TARGET_FRAME_FRACTION = 0.8  # a target never grows beyond this share of the frame
+# A crossing distractor's offset from the target changes by this many target sizes over its
+# crossing time: it comes from about that far and goes as far again.
+CROSSING_TRAVEL_SIZES = 3.0
 SIZE_REVERSION = 0.02  # pulls log scale / aspect back towards the start each frame
 CAMERA_MARGIN_FRACTION = 0.15  # background canvas border available for camera panning
 JPEG_QUALITY = 92
@@ -53,6 +56,9 @@ class Difficulty:
     occlusion_prob: float = 0.4  # chance that an occluder crosses the target's path
     max_distractors: int = 2
     distractor_hue_shift: float = 45.0  # max hue rotation (degrees) of distractors: small = similar
+    # Chance that a distractor crosses the target: it moves along the target's path, offset by an
+    # amount that passes through zero once (a look-alike walking right past it, behind it).
+    distractor_crossing_prob: float = 0.0
     blur_prob: float = 0.15  # chance that a frame gets motion blur
     max_blur: int = 7  # longest blur kernel in pixels
     noise_std: float = 5.0  # Gaussian pixel noise (0..255 scale)
@@ -73,6 +79,7 @@ class Difficulty:
             "occlusion_prob": 0 <= self.occlusion_prob <= 1,
             "max_distractors": self.max_distractors >= 0,
             "distractor_hue_shift": 0 <= self.distractor_hue_shift <= 180,
+            "distractor_crossing_prob": 0 <= self.distractor_crossing_prob <= 1,
             "blur_prob": 0 <= self.blur_prob <= 1,
             "max_blur": self.max_blur >= 0,
             "noise_std": self.noise_std >= 0,
@@ -99,6 +106,13 @@ DIFFICULTIES = {
         aspect_change=0.015, occlusion_prob=0.8, max_distractors=4, distractor_hue_shift=20.0,
         blur_prob=0.35, max_blur=13, noise_std=10.0, illumination=0.35, camera_speed=3.0,
     ),
+    # A target among look-alikes: many near-identical copies (hue within 10 degrees, the same
+    # outline), most of them crossing right past it; otherwise medium.
+    "crowd": Difficulty(max_distractors=8, distractor_hue_shift=10.0, distractor_crossing_prob=0.6),
+    # Small targets as seen from a UAV: 3-11 % of the frame's shorter side (11-40 px on a 640x360
+    # frame: use --size 640x360), a few similar distractors; otherwise medium.
+    "small": Difficulty(target_min_frac=0.03, target_max_frac=0.11, max_distractors=3,
+                        distractor_hue_shift=30.0, distractor_crossing_prob=0.3),
 }
 
 
@@ -366,9 +380,26 @@ class SequenceRenderer:
         knobs = self.knobs
         shift = self.rng.uniform(knobs.distractor_hue_shift / 3, knobs.distractor_hue_shift) * self.rng.choice([-1, 1])
         texture = recolour(self.target.texture, shift, self.rng.uniform(0.8, 1.2))
+        # Drawn only when the knob is on, so the presets without it keep their random streams.
+        if knobs.distractor_crossing_prob > 0 and self.rng.random() < knobs.distractor_crossing_prob:
+            return self._sprite(texture, self._crossing_boxes(), self.target.shape)
         frac = self.rng.uniform(knobs.target_min_frac, knobs.target_max_frac)
         ref_h, ref_w = texture.shape[:2]
         return self._sprite(texture, self._moving_boxes(frac, ref_w / ref_h), self.target.shape)
+
+    def _crossing_boxes(self) -> np.ndarray:
+        """A path that follows the target's at a drifting offset, zero at one frame in the middle
+        part of the sequence: the look-alike passes right by (or over) the target."""
+        target = self.target.boxes
+        n = self.num_frames
+        t_cross = self.rng.uniform(0.2 * n, 0.8 * n)
+        duration = max(4.0, self.rng.uniform(0.3, 0.6) * n)
+        size = np.sqrt(target[:, 2] * target[:, 3]).mean()
+        angle = self.rng.uniform(0, 2 * np.pi)
+        along = (np.arange(n) - t_cross) / duration * CROSSING_TRAVEL_SIZES * size
+        centres = target[:, :2] + target[:, 2:] / 2 + along[:, None] * np.array([np.cos(angle), np.sin(angle)])
+        sizes = np.maximum(target[:, 2:] * self.rng.uniform(0.85, 1.15), MIN_TARGET_SIDE)
+        return boxes_from_path(sizes, centres)
 
     def _occluder(self) -> Sprite:
         """An object that crosses the target's position around a random middle frame."""
