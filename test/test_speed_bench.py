@@ -109,10 +109,10 @@ def test_cost_curve_fit_deviation_and_fixed_cost():
     assert cost_curve_deviation_pct(_curve([10.0, 15.0, 14.0, 16.0])) > GOAL_COST_CURVE_DEVIATION_PCT  # a kink
     assert cost_curve_deviation_pct(_curve([5.0, 9.0])) == 0.0
     fixed = fixed_cost(_curve([10.0, 12.0, 14.0], [11.0, 13.5, 16.0]), {"head_ms": 1.0, "head_unfused_ms": 2.0},
-                       {"preprocess": 0.3, "postprocess": 0.4})
+                       {"preprocess": 0.3, "postprocess": 0.4}, 0.05)
     assert fixed["model_intercept_ms"] == pytest.approx(6.0) and fixed["model_ms_per_block"] == pytest.approx(2.0)
     assert fixed["step_intercept_ms"] == pytest.approx(6.0) and fixed["step_ms_per_block"] == pytest.approx(2.5)
-    assert (fixed["head_ms"], fixed["preprocess_ms"], fixed["postprocess_ms"]) == (1.0, 0.3, 0.4)
+    assert (fixed["head_ms"], fixed["preprocess_ms"], fixed["postprocess_ms"], fixed["confidence_ms"]) == (1.0, 0.3, 0.4, 0.05)
 
 
 def test_optional_patterns():
@@ -158,7 +158,9 @@ def test_bench_json_keys_at_toy_size(tmp_path, capsys):
     assert all(p["step_ms_median"] > 0 for p in report["cost_curve"])
     assert set(report["fixed_cost"]) == {"step_intercept_ms", "step_ms_per_block", "model_intercept_ms",
                                          "model_ms_per_block", "head_ms", "head_unfused_ms", "preprocess_ms",
-                                         "postprocess_ms"}
+                                         "postprocess_ms", "confidence_ms"}
+    # The confidence is a part of the post-processing.
+    assert 0 < report["fixed_cost"]["confidence_ms"] < report["fixed_cost"]["postprocess_ms"]
     ratios = report["ratios"]
     assert {"step_bdm_vs_baseline", "step_bdm_vtp_vs_baseline", "model_bdm_vtp_vs_baseline",
             "head_fused_vs_unfused", "step_onnxruntime_fp32_vs_torch_fp32"} <= set(ratios)

@@ -201,3 +201,26 @@ def time_head(tracker: Tracker, seq: BenchSequence, watch: Stopwatch,
                           watch, settings.block_iterations)
     times = {"head_ms": timed["fused"].stats().median_ms, "head_unfused_ms": timed["unfused"].stats().median_ms}
     return times, spread(per_round_ratios(timed["fused"].round_medians(), timed["unfused"].round_medians()), pivot=1.0)
+
+
+def time_confidence(tracker: Tracker, seq: BenchSequence, watch: Stopwatch, settings: BenchSettings) -> float:
+    """Median ms of one step's confidence (every cue of tracking/confidence.py and the logistic),
+    on the model's score map for a real search patch and the bench frames' boxes: a part of the
+    tracker's postprocess time."""
+    from abtrack_ros.tracking import confidence as conf
+
+    with torch.inference_mode():
+        tokens = tracker.backend.embed_template(tracker.normalise(seq.template_patch))
+        out = tracker.backend.forward_embedded(tokens, tracker.normalise(seq.search_patches[0]))
+    score_map = out.score_map.float()[0, 0].cpu().numpy()
+    peak = divmod(int(np.argmax(score_map)), score_map.shape[1])
+    radius = conf.cue_radius(score_map.shape[0], tracker.cfg.search_factor)
+    template_histogram = conf.colour_histogram(seq.frames[0], seq.boxes[0])
+    frame, box, previous = seq.frames[1], seq.boxes[1], seq.boxes[0]
+
+    def step() -> None:
+        cues = conf.step_cues(score_map, peak, radius, box, previous, frame, template_histogram)
+        conf.combine(cues, tracker.cfg.confidence)
+
+    timed = settings.time([Job("confidence", step)], watch, settings.block_iterations)
+    return timed["confidence"].stats().median_ms

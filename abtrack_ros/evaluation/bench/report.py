@@ -36,15 +36,18 @@ def cost_curve_deviation_pct(curve: list[dict]) -> float:
     return float(np.max(np.abs(times - fitted) / fitted) * 100.0)
 
 
-def fixed_cost(curve: list[dict], head: dict[str, float], stages: dict[str, float]) -> dict[str, float]:
+def fixed_cost(curve: list[dict], head: dict[str, float], stages: dict[str, float],
+               confidence_ms: float) -> dict[str, float]:
     """The part of a step that no bypass removes: the cost curve's intercepts (0 blocks run), the
-    time per executed block, the head, and the tracker's pre- and post-processing."""
+    time per executed block, the head, the tracker's pre- and post-processing, and the
+    confidence's share of the post-processing."""
     blocks = [p["blocks_executed"] for p in curve]
     step_intercept, step_slope = linear_fit(blocks, [p["step_ms_median"] for p in curve])
     model_intercept, model_slope = linear_fit(blocks, [p["model_ms_median"] for p in curve])
     return {"step_intercept_ms": step_intercept, "step_ms_per_block": step_slope,
             "model_intercept_ms": model_intercept, "model_ms_per_block": model_slope, **head,
-            "preprocess_ms": stages["preprocess"], "postprocess_ms": stages["postprocess"]}
+            "preprocess_ms": stages["preprocess"], "postprocess_ms": stages["postprocess"],
+            "confidence_ms": confidence_ms}
 
 
 def goal_spreads(per_round: dict[str, list[float]]) -> dict[str, dict]:

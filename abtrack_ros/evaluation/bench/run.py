@@ -16,7 +16,8 @@ from abtrack_ros.config import TrackerConfig
 from abtrack_ros.tracking.tracker import RANDOM_WEIGHTS_WARNING, Tracker
 
 from .compare import CPU_VARIANTS, CUDA_VARIANTS, REFERENCE_VARIANT, accuracy_sequences, compare_backends
-from .measure import ORDER_SEED, BenchSettings, time_blocks, time_configs, time_cost_curve, time_head
+from .measure import (ORDER_SEED, BenchSettings, time_blocks, time_confidence, time_configs, time_cost_curve,
+                      time_head)
 from .report import fixed_cost, goal_spreads, speed_checks
 from .subjects import BENCH_FRAME_SIZE, BENCH_SEED, BenchSequence, build_bench_models
 from .timing import SPREAD_LIMIT, Stopwatch, spread_warnings
@@ -70,6 +71,8 @@ def run_benchmark(checkpoint: Union[str, Path, None], device: str, half: bool, t
     per_block, block_rounds = time_blocks(trackers, seq, watch, settings)
     log("timing the head (interleaved) ...")
     head, head_spread = time_head(reference, seq, watch, settings)
+    log("timing the confidence ...")
+    confidence_ms = time_confidence(reference, seq, watch, settings)
     ratios = {**timing.ratios, "head_fused_vs_unfused": head_spread}
     backends: dict = {}
     if compare:
@@ -108,7 +111,7 @@ def run_benchmark(checkpoint: Union[str, Path, None], device: str, half: bool, t
                      "opencv": cv2.__version__, "python": platform.python_version()},
         "configs": timing.configs,
         "cost_curve": cost_curve,
-        "fixed_cost": fixed_cost(cost_curve, head, timing.stage_ms["bdm_vtp"]),
+        "fixed_cost": fixed_cost(cost_curve, head, timing.stage_ms["bdm_vtp"], confidence_ms),
         "per_block_ms": per_block,
         "ratios": ratios,
         **({"backends": backends} if compare else {}),
