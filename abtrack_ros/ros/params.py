@@ -48,8 +48,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("lost_score", 0.45, "Confidence below which the target is reported LOST.",
               read_only=False, minimum=0.0, maximum=1.0),
     ParamSpec("found_score", 0.75,
-              "Confidence (at least lost_score) a LOST target needs on 3 frames in a row to be "
-              "TRACKING again.", read_only=False, minimum=0.0, maximum=1.0),
+              "Confidence (at least lost_score) a LOST target needs on the model's found_frames "
+              "frames in a row (3 for the default model) to be TRACKING again.",
+              read_only=False, minimum=0.0, maximum=1.0),
     ParamSpec("publish_lost_detection", False,
               "While LOST, also publish the candidate box on detection, with class_id "
               "'target_lost'; false = no detection while LOST.", read_only=False),
