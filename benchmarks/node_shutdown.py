@@ -19,7 +19,7 @@ import time
 from typing import Optional
 
 NS = "/bench_stop"
-WIDTH, HEIGHT = 640, 480  # the camera's default size
+WIDTH, HEIGHT = 640, 480  # the camera's frames; the init box is computed for them
 EXIT_LIMIT_S = 10.0
 START_TIMEOUT_S = 120.0
 
@@ -31,7 +31,8 @@ def one_try(index: int, sig: signal.Signals) -> dict:
 
     node = subprocess.Popen([sys.executable, "-m", "abtrack_ros.ros.node", "--ros-args", "-r", f"__ns:={NS}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    camera = subprocess.Popen([sys.executable, "-m", "abtrack_ros.ros.synthetic_camera", "--topic", f"{NS}/image"],
+    camera = subprocess.Popen([sys.executable, "-m", "abtrack_ros.ros.synthetic_camera", "--topic", f"{NS}/image",
+                               "--width", str(WIDTH), "--height", str(HEIGHT)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = TrackerClient(NS, name=f"stop_client_{index}")
     spinner = BackgroundSpinner(client)

@@ -7,6 +7,7 @@ from typing import Any, Optional
 from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
 
 from abtrack_ros.msg import TrackerStatus
+from abtrack_ros.tracking import STATE_LOST
 
 TARGET_CLASS_ID = "target"
 # class_id of a detection published while LOST (parameter publish_lost_detection): the box is the
@@ -57,7 +58,7 @@ def detection_msg(outcome: FrameOutcome, target_id: str) -> Detection2D:
     det.bbox.size_x = w
     det.bbox.size_y = h
     hyp = ObjectHypothesisWithPose()
-    hyp.hypothesis.class_id = LOST_CLASS_ID if outcome.state_name == "LOST" else TARGET_CLASS_ID
+    hyp.hypothesis.class_id = LOST_CLASS_ID if outcome.state_name == STATE_LOST else TARGET_CLASS_ID
     hyp.hypothesis.score = float(outcome.score)
     det.results = [hyp]
     return det

@@ -49,6 +49,7 @@ from abtrack_ros.ros.frames import FrameRecord, FrameStore, TransportLossCounter
 from abtrack_ros.ros.image_conversion import ImageConversionError, ImageConverter, rgb_to_image_msg
 from abtrack_ros.ros.messages import STATE_CODES, FrameOutcome, detection_box_xywh, detection_msg, status_msg
 from abtrack_ros.ros.session import TrackingSession
+from abtrack_ros.tracking import STATE_LOST
 from abtrack_ros.ros.stats import HealthInputs, RateMeter, ResultWindow, health_verdict, resident_memory_bytes
 from abtrack_ros.srv import InitTarget
 from abtrack_ros.tracking import Tracker
@@ -412,7 +413,7 @@ class TrackerCore:
             return
         # While LOST the box is a candidate, not the target: a control loop gets no box that looks
         # valid unless it asked for flagged ones.
-        lost = outcome.state_name == "LOST"
+        lost = outcome.state_name == STATE_LOST
         if outcome.box_xywh is not None and (not lost or self.params.publish_lost_detection):
             self._detection_pub.publish(detection_msg(outcome, target_id))
         if frame is not None:

@@ -149,9 +149,10 @@ def sparsity_target(
     if not adaptive:
         return torch.full_like(loss, tau0)
     deviation = loss - loss.mean()
-    if spread == "standardised":
-        std = loss.std(unbiased=False) if loss.numel() > 1 else loss.new_zeros(())
-        deviation = deviation / std if float(std) > SPREAD_STD_FLOOR else torch.zeros_like(deviation)
+    if spread == "standardised":  # no host sync: a batch of one has std 0 and gets tau0 like any uniform batch
+        std = loss.std(unbiased=False)
+        deviation = torch.where(std > SPREAD_STD_FLOOR, deviation / std.clamp_min(SPREAD_STD_FLOOR),
+                                torch.zeros_like(deviation))
     return (tau0 - slope * deviation).clamp(0.0, 1.0)
 
 
