@@ -110,3 +110,27 @@ def test_bad_arguments_give_clear_errors(evaluated, tmp_path, capsys):
     assert main(["eval", "--dataset", f"got10k:{tmp_path / 'missing'}", "--out", str(tmp_path)]) == 2
     assert main(["eval", "--dataset", spec, "--results", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no tracker result folders" in capsys.readouterr().err
+
+
+def test_tracker_set_overrides_tracker_keys(tmp_path, capsys):
+    """--tracker-set: YAML scalars for tracker keys, applied to the run; unknown keys and malformed
+    items are clear errors (exit 2)."""
+    from abtrack_ros.tracking.runtime import parse_tracker_settings
+
+    assert parse_tracker_settings(["found_score=0.6", " lost_frames =2", "hann_window=false"]) == {
+        "found_score": 0.6, "lost_frames": 2, "hann_window": False}
+    for bad in (["found_score"], ["=0.5"], ["confidence={bias: 1}"]):
+        with pytest.raises(ValueError, match="--tracker-set"):
+            parse_tracker_settings(bad)
+    root = tmp_path / "got10k"
+    write_got10k_dataset(root, num_sequences=1)
+    spec = f"got10k:{root}"
+    # lost_score 1: no confidence reaches it, so every step after the init frame is LOST.
+    out = tmp_path / "lost"
+    assert main(["eval", "--dataset", spec, "--plot-sequence", "none", "--no-difficulty-pass",
+                 "--tracker-set", "lost_score=1", "--tracker-set", "found_score=1", "--out", str(out)]) == 0
+    name = (root / "list.txt").read_text().split()[0]
+    rows = (out / "results" / "abtrack" / name / f"{name}_state.txt").read_text().split()
+    assert [row.split(",")[1] for row in rows] == ["-"] + ["LOST"] * (NUM_FRAMES - 1)
+    assert main(["eval", "--dataset", spec, "--tracker-set", "nosuch=1", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown config key 'tracker.nosuch'" in capsys.readouterr().err
