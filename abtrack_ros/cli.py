@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = {
     "synth": "Generate a synthetic tracking dataset in the GOT-10k layout.",
+    "selflabel": "Label real video without labels: keep the stretches where ABTrack and CSRT agree (GOT-10k layout).",
     "train": "Train ABTrack: VTP training, pruning, BDM fine-tuning (one stage or all).",
     "prune": "Binarise the VTP masks of a checkpoint and slice its blocks.",
     "eval": "One-pass evaluation on a dataset with the standard metrics (and peers).",
