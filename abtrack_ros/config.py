@@ -128,6 +128,10 @@ class TrainConfig:
     grayscale_prob: float = 0.05
     flip_prob: float = 0.5
     brightness_jitter: float = 0.2
+    # Share of training pairs whose search crop leaves the target out (a window of the same frame
+    # beside it, with whatever background and look-alikes are there): the score map is taught to
+    # stay low when the target is absent, the box terms skip those pairs. 0 = off (the paper).
+    negative_pair_prob: float = 0.0
     # Loss weights (eq. 8) and sparsity settings (eq. 2 with the sign of method-notes.md).
     focal_weight: float = 1.0
     giou_weight: float = 2.0

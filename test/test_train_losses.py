@@ -196,3 +196,36 @@ def test_standardised_spread_is_scale_free():
     assert sparsity_target(torch.tensor([0.7]), 0.5, 0.1, spread="standardised").tolist() == pytest.approx([0.5])
     with pytest.raises(ValueError, match="unknown sparsity spread"):
         sparsity_target(losses, 0.5, 0.1, spread="rank")
+
+
+def test_criterion_with_a_negative_pair():
+    """A pair whose target is out of the search crop: its box is not scored, its whole score map
+    is a negative, and its sparsity target is tau0's neighbour (the batch's average loss)."""
+    torch.manual_seed(1)
+    target = torch.tensor([[0.5, 0.5, 0.25, 0.25], [0.0, 0.0, 0.0, 0.0]])
+    pred = torch.tensor([[0.55, 0.5, 0.2, 0.25], [0.9, 0.1, 0.3, 0.3]])
+    score = torch.rand(2, 1, 16, 16) * 0.5
+    crit = TrackingCriterion(LossWeights(), map_size=16)
+    present = torch.tensor([1.0, 0.0])
+    out = crit(score, pred, target, present=present)
+    giou, iou = giou_and_iou(pred[:1], target[:1])
+    heatmap = torch.cat([gaussian_heatmap(target[:1], 16), torch.zeros(1, 1, 16, 16)])
+    expected = focal_loss(score, heatmap) + 2 * (1 - giou).mean() + 5 * l1_box_loss(pred[:1], target[:1])
+    assert out.total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.iou.tolist() == pytest.approx(iou.tolist())
+    # the negative's box does not matter ...
+    moved = pred.clone()
+    moved[1] = torch.tensor([0.2, 0.7, 0.1, 0.5])
+    assert crit(score, moved, target, present=present).total.item() == pytest.approx(out.total.item(), rel=1e-6)
+    # ... its score map does: a confident peak on a negative costs
+    peaked = score.clone()
+    peaked[1, 0, 3, 3] = 0.95
+    assert crit(score, pred, target, present=present).total < crit(peaked, pred, target, present=present).total
+    # all present: the same loss as without the mask
+    both = torch.tensor([[0.5, 0.5, 0.25, 0.25], [0.3, 0.6, 0.2, 0.3]])
+    plain = crit(score, pred, both).total.item()
+    assert crit(score, pred, both, present=torch.ones(2)).total.item() == pytest.approx(plain, rel=1e-6)
+    # sparsity: the negative gets the target of a pair with the present pairs' mean loss
+    probs = torch.tensor([[0.0, 0.3, 0.7], [0.0, 0.5, 0.5]])
+    with_probs = crit(score, pred, target, bypass_probs=probs, n_enf=1, present=present)
+    assert with_probs.terms["tau_std"] == pytest.approx(0.0, abs=1e-7)

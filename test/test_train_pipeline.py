@@ -86,8 +86,9 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_resume_is_bit_identical(tmp_path, synthetic):
-    config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[],
+@pytest.mark.parametrize("negative_pair_prob", [0.0, 0.5])
+def test_resume_is_bit_identical(tmp_path, synthetic, negative_pair_prob):
+    config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[], negative_pair_prob=negative_pair_prob,
                           stage1_vtp={"epochs": 2, "pairs_per_epoch": 8, "lr_backbone": 5e-4, "lr_head": 5e-3})
     common = ["train", "--config", str(config), "--stage", "vtp"]
     assert main(common + ["--out", str(tmp_path / "straight")]) == 0
@@ -101,6 +102,12 @@ def test_resume_is_bit_identical(tmp_path, synthetic):
     assert all(torch.equal(one_epoch[k], resumed[k]) for k in straight)
     log = read_csv(tmp_path / "split" / "vtp" / "train_log.csv")
     assert [r["epoch"] for r in log] == ["1", "2"]  # the resumed run appends
+    if negative_pair_prob > 0:  # negative pairs change what is learnt
+        plain = write_config(tmp_path / "plain.yaml", synthetic, val_datasets=[],
+                             stage1_vtp={"epochs": 2, "pairs_per_epoch": 8, "lr_backbone": 5e-4, "lr_head": 5e-3})
+        assert main(["train", "--config", str(plain), "--stage", "vtp", "--out", str(tmp_path / "plain")]) == 0
+        without = _state(tmp_path / "plain" / "vtp" / "model.pt")
+        assert not all(torch.equal(without[k], straight[k]) for k in straight)
 
 
 def test_bdm_distillation_teacher_stays_frozen_and_resumes(tmp_path, synthetic, capsys):

@@ -159,3 +159,51 @@ def test_loader_workers_do_not_change_the_pairs(tmp_path):
     (batch,) = list(loader)
     direct = torch.stack([data[(2, k)]["search"] for k in (1, 3, 5)])
     assert torch.equal(batch["search"], direct)
+
+
+def test_negative_pairs_leave_the_target_out_of_the_search_crop(tmp_path):
+    seq = write_sequence(tmp_path, "a", [(255, 0, 0)] * 6)
+    data = PairDataset([WeightedSource("a", [seq], 1.0)], settings(negative_prob=0.5), seed=3)
+    pairs = [data[(0, k)] for k in range(60)]
+    negatives = [p for p in pairs if p["present"].item() == 0.0]
+    positives = [p for p in pairs if p["present"].item() == 1.0]
+    assert 15 <= len(negatives) <= 45 and len(negatives) + len(positives) == 60
+    for pair in negatives:
+        assert pair["box"].tolist() == [0.0, 0.0, 0.0, 0.0]
+        image = rgb(pair["search"])
+        red = (image[..., 0] > 0.5) & (image[..., 1] < 0.3) & (image[..., 2] < 0.3)
+        assert not red.any(), "a negative search crop shows the target"
+        # the template still shows it
+        assert pixel_at(rgb(pair["template"]), 0.5, 0.5) == pytest.approx([1.0, 0.0, 0.0], abs=0.02)
+    for pair in positives:
+        cx, cy = pair["box"].tolist()[:2]
+        assert pixel_at(rgb(pair["search"]), cx, cy) == pytest.approx([1.0, 0.0, 0.0], abs=0.02)
+
+
+def test_validation_pairs_have_no_negatives(tmp_path):
+    from abtrack_ros.config import ABTrackConfig
+
+    cfg = ABTrackConfig()
+    cfg.train.negative_pair_prob = 0.5
+    assert PairSettings.from_config(cfg).negative_prob == 0.5
+    assert PairSettings.from_config(cfg, augment=False).negative_prob == 0.0
+
+
+def test_window_beside_never_holds_the_box():
+    from abtrack_ros.training.sampler import window_beside
+    from abtrack_ros.tracking.geometry import box_to_crop
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        w, h = rng.uniform(5, 80, 2)
+        box = np.array([rng.uniform(0, 300), rng.uniform(0, 200), w, h])
+        side = float(np.sqrt(w * h) * rng.uniform(2, 5))
+        window = window_beside(box, side, 64, 320, 240, rng)
+        assert window.side == pytest.approx(side)
+        cx, cy, cw, ch = box_to_crop(box, window)
+        assert cx + cw / 2 <= 0 or cx - cw / 2 >= 1 or cy + ch / 2 <= 0 or cy - ch / 2 >= 1
+    # a box in the middle of a large frame: the window's centre stays in the frame
+    for _ in range(50):
+        window = window_beside(np.array([300, 200, 20, 20]), 80.0, 64, 640, 480, rng)
+        centre = (window.x0 + window.side / 2, window.y0 + window.side / 2)
+        assert 0 <= centre[0] < 640 and 0 <= centre[1] < 480

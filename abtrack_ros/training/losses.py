@@ -208,17 +208,30 @@ class TrackingCriterion:
         n_enf: int = 0,
         mask_l1: Tensor | None = None,
         teacher: tuple[Tensor, Tensor] | None = None,
+        present: Tensor | None = None,
     ) -> LossTerms:
         """``mask_l1`` is sum_k |D1^k|_1 + |D2^k|_1 (the model's ``l1_masks()``) in the VTP stage;
-        ``teacher`` is the (score map, boxes) of the distillation teacher in the BDM stage."""
+        ``teacher`` is the (score map, boxes) of the distillation teacher in the BDM stage;
+        ``present`` (B, 1 or 0) marks negative pairs (target outside the search crop): their
+        heatmap is all zeros, the box terms and the returned IoU leave them out, and their
+        sparsity target is as for a pair of average loss. None = every target present."""
         w = self.weights
         heatmap = gaussian_heatmap(target_boxes, self.map_size).to(score_map.device)
-        focal = focal_loss(score_map.float(), heatmap)
         pred_boxes, target_boxes = pred_boxes.float(), target_boxes.float()
         giou, iou = giou_and_iou(pred_boxes, target_boxes)
         giou_per_sample = 1.0 - giou
-        giou_term = giou_per_sample.mean()
-        l1 = l1_box_loss(pred_boxes, target_boxes)
+        if present is None:
+            giou_term = giou_per_sample.mean()
+            l1 = l1_box_loss(pred_boxes, target_boxes)
+        else:
+            weight = present.to(giou.dtype)
+            heatmap = heatmap * weight.view(-1, 1, 1, 1).to(heatmap.device)
+            count = weight.sum().clamp(min=1.0)
+            giou_term = (giou_per_sample * weight).sum() / count
+            l1 = ((pred_boxes - target_boxes).abs().mean(dim=1) * weight).sum() / count
+            giou_per_sample = torch.where(weight > 0, giou_per_sample, giou_term.detach())
+            iou = iou[weight > 0]
+        focal = focal_loss(score_map.float(), heatmap)
         total = w.focal * focal + w.giou * giou_term + w.l1 * l1
         terms = {"focal": focal.item(), "giou": giou_term.item(), "l1": l1.item()}
         if bypass_probs is not None:

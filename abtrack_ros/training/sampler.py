@@ -61,6 +61,7 @@ class PairSettings:
     grayscale_prob: float
     flip_prob: float
     brightness_jitter: float
+    negative_prob: float = 0.0  # share of pairs whose search crop leaves the target out (training only)
     # False (validation): no scale jitter, flip, grayscale or brightness; the centre jitter stays,
     # so the target is not always in the middle of the search crop, as when tracking.
     augment: bool = True
@@ -79,6 +80,7 @@ class PairSettings:
             grayscale_prob=t.grayscale_prob,
             flip_prob=t.flip_prob,
             brightness_jitter=t.brightness_jitter,
+            negative_prob=t.negative_pair_prob if augment else 0.0,
             augment=augment,
         )
 
@@ -110,11 +112,31 @@ def jittered_search_window(box: np.ndarray, s: PairSettings, rng: np.random.Gene
     return crop_window(centre, side, s.search_size)
 
 
+def window_beside(box: np.ndarray, side: float, out_size: int, frame_w: int, frame_h: int,
+                  rng: np.random.Generator) -> CropWindow:
+    """A square window of ``side`` image pixels that leaves ``box`` entirely out: next to it on a
+    random side (left, right, above or below), up to half a side farther and shifted across by up
+    to half a side; sides whose window centre stays in the frame are preferred (they hold the
+    scene, with its background and look-alikes, rather than the zero padding)."""
+    cx, cy = box_center(box)
+    # Centre distance at which the window just clears the box along x / y, plus a pixel.
+    clear = (side + np.asarray(box[2:4], dtype=np.float64)) / 2.0 + 1.0
+    candidates = []
+    for axis, sign in ((0, -1.0), (0, 1.0), (1, -1.0), (1, 1.0)):
+        along = sign * (clear[axis] + rng.uniform(0.0, 0.5) * side)
+        across = rng.uniform(-0.5, 0.5) * side
+        candidates.append((cx + along, cy + across) if axis == 0 else (cx + across, cy + along))
+    inside = [c for c in candidates if 0 <= c[0] < frame_w and 0 <= c[1] < frame_h]
+    pool = inside or candidates
+    return crop_window(pool[int(rng.integers(len(pool)))], side, out_size)
+
+
 class PairDataset(Dataset):
     """Map-style dataset of training pairs indexed by ``(epoch, k)``.
 
-    Each item is a dict: ``template`` 3,T,T and ``search`` 3,S,S normalised float tensors and
-    ``box`` (4,) the target ``[cx, cy, w, h]`` normalised in the search crop.
+    Each item is a dict: ``template`` 3,T,T and ``search`` 3,S,S normalised float tensors,
+    ``box`` (4,) the target ``[cx, cy, w, h]`` normalised in the search crop and ``present``
+    (1.0, or 0.0 for a negative pair whose search crop leaves the target out; its box is zeros).
     """
 
     def __init__(
@@ -169,8 +191,15 @@ class PairDataset(Dataset):
         target = box_to_crop(s_box, s_window)
         if not (target[2] > 0 and target[3] > 0):
             return None
+        search_frame = load_frame(seq.frames[s_idx])
+        # Drawn only when negatives are on, so runs without them keep their random streams.
+        present = not (s.negative_prob > 0 and rng.random() < s.negative_prob)
+        if not present:
+            s_window = window_beside(s_box, s_window.side, s.search_size, search_frame.shape[1],
+                                     search_frame.shape[0], rng)
+            target = np.zeros(4)
         template = crop_patch(load_frame(seq.frames[t_idx]), t_window)
-        search = crop_patch(load_frame(seq.frames[s_idx]), s_window)
+        search = crop_patch(search_frame, s_window)
         brightness = (1.0, 1.0)
         if s.augment:
             # Grayscale and flip apply to the pair jointly; brightness to each image.
@@ -178,13 +207,15 @@ class PairDataset(Dataset):
                 template, search = (_grayscale(template), _grayscale(search))
             if rng.random() < s.flip_prob:
                 template, search = template[:, ::-1], search[:, ::-1]
-                target[0] = 1.0 - target[0]
+                if present:
+                    target[0] = 1.0 - target[0]
             low = max(0.0, 1.0 - s.brightness_jitter)
             brightness = tuple(rng.uniform(low, 1.0 + s.brightness_jitter, size=2))
         return {
             "template": to_model_tensor(template, brightness[0]),
             "search": to_model_tensor(search, brightness[1]),
             "box": torch.tensor(target, dtype=torch.float32),
+            "present": torch.tensor(1.0 if present else 0.0),
         }
 
 

@@ -141,6 +141,7 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
         (0.0 <= t.grayscale_prob <= 1.0 and 0.0 <= t.flip_prob <= 1.0,
          "train.grayscale_prob and train.flip_prob must be in [0, 1]"),
         (0.0 <= t.brightness_jitter < 1.0, "train.brightness_jitter must be in [0, 1)"),
+        (0.0 <= t.negative_pair_prob < 1.0, "train.negative_pair_prob must be in [0, 1)"),
         (min(t.focal_weight, t.giou_weight, t.l1_weight, t.sparsity_weight, t.vtp_l1_weight,
              t.distill_weight) >= 0,
          "train loss weights must be >= 0"),
@@ -404,6 +405,7 @@ class StageTrainer:
             n_enf=self.model.n_enf,
             mask_l1=self.model.l1_masks() if self.stage == "vtp" else None,
             teacher=teacher,
+            present=batch["present"].to(device) if self.cfg.train.negative_pair_prob > 0 else None,
         )
         return out, terms
 
@@ -420,7 +422,8 @@ class StageTrainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         metrics = dict(terms.terms)
-        metrics["iou"] = terms.iou.mean().item()
+        if terms.iou.numel():  # a batch of negative pairs only has no box to score
+            metrics["iou"] = terms.iou.mean().item()
         metrics["executed_blocks"] = out.executed.sum(dim=1).float().mean().item()
         return metrics
 
