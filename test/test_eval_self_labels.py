@@ -120,6 +120,11 @@ def test_clip_labels_follow_the_moving_square(tmp_path: Path) -> None:
         ious = frame_ious(seq.boxes, truth[start : start + len(seq.frames)])
         assert np.median(ious) >= 0.6, ious
     assert (out / "meta.json").is_file() and (out / "val" / "list.txt").is_file()
+    # the same clip twice (as from two folders): both kept, under different names
+    twice = build_self_labelled_set([video_path, video_path], tmp_path / "twice", Tracker.from_checkpoint(None),
+                                    settings, val_from=0.6)
+    assert [v["prefix"] for v in twice["videos"]] == ["clip", "clip_2"]
+    assert len(open_dataset(f"got10k:{tmp_path / 'twice'}", "train")) == 2 * meta["sequences"]["train"]
 
 
 @needs_csrt

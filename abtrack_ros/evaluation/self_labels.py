@@ -220,6 +220,7 @@ def label_video(video: EncodedVideo, tracker: Tracker, settings: SelfLabelSettin
             progress(f"{video.path.name}: frame {start}, {len(proposals)} proposals, {len(stretches)} stretches kept")
     return stretches
 
+
 def write_sequences(video: EncodedVideo, stretches: list[LabelledStretch], folder: Path, prefix: str) -> list[str]:
     """Each stretch as a GOT-10k sequence ``folder/<prefix>_<n>`` (frames as JPEG, groundtruth.txt,
     absence.label all visible); returns the names. The frames keep the video's pixels."""
@@ -252,10 +253,12 @@ def build_self_labelled_set(videos: list[Path], out_dir: Path, tracker: Tracker,
         video = EncodedVideo(Path(path))
         boundary = int(round(val_from * len(video)))
         stem = Path(path).stem.lower().replace(" ", "_")
+        if any(source["prefix"] == stem for source in sources):  # the same file name in two folders
+            stem = f"{stem}_{len(sources) + 1}"
         for split, (first, last) in zip(SPLITS, ((0, boundary), (boundary, len(video)))):
             stretches = label_video(video, tracker, settings, first, last, progress)
             names[split] += write_sequences(video, stretches, out_dir / split, f"{stem}_{split}")
-        sources.append({"video": Path(path).name, "frames": len(video), "val_from_frame": boundary})
+        sources.append({"video": str(path), "prefix": stem, "frames": len(video), "val_from_frame": boundary})
     meta = {"generator": "abtrack selflabel", "tracker": tracker.weights_description, "peer": "csrt",
             "settings": asdict(settings), "videos": sources,
             "sequences": {split: len(names[split]) for split in SPLITS}}
