@@ -210,7 +210,8 @@ def test_criterion_with_a_negative_pair():
     out = crit(score, pred, target, present=present)
     giou, iou = giou_and_iou(pred[:1], target[:1])
     heatmap = torch.cat([gaussian_heatmap(target[:1], 16), torch.zeros(1, 1, 16, 16)])
-    expected = focal_loss(score, heatmap) + 2 * (1 - giou).mean() + 5 * l1_box_loss(pred[:1], target[:1])
+    # the focal sum over both maps, per pair (not per positive: the negative has none)
+    expected = focal_loss(score, heatmap, normaliser=2.0) + 2 * (1 - giou).mean() + 5 * l1_box_loss(pred[:1], target[:1])
     assert out.total.item() == pytest.approx(expected.item(), rel=1e-5)
     assert out.iou.tolist() == pytest.approx(iou.tolist())
     # the negative's box does not matter ...
@@ -226,6 +227,18 @@ def test_criterion_with_a_negative_pair():
     plain = crit(score, pred, both).total.item()
     assert crit(score, pred, both, present=torch.ones(2)).total.item() == pytest.approx(plain, rel=1e-6)
     # sparsity: the negative gets the target of a pair with the present pairs' mean loss
-    probs = torch.tensor([[0.0, 0.3, 0.7], [0.0, 0.5, 0.5]])
-    with_probs = crit(score, pred, target, bypass_probs=probs, n_enf=1, present=present)
-    assert with_probs.terms["tau_std"] == pytest.approx(0.0, abs=1e-7)
+    three_targets = torch.tensor([[0.5, 0.5, 0.25, 0.25], [0.0, 0.0, 0.0, 0.0], [0.3, 0.6, 0.2, 0.3]])
+    three_preds = torch.tensor([[0.55, 0.5, 0.2, 0.25], [0.9, 0.1, 0.3, 0.3], [0.3, 0.62, 0.3, 0.2]])
+    probs = torch.tensor([[0.0, 0.3, 0.7], [0.0, 0.5, 0.5], [0.0, 0.2, 0.2]])
+    with_probs = crit(torch.rand(3, 1, 16, 16) * 0.5, three_preds, three_targets, bypass_probs=probs, n_enf=1,
+                      present=torch.tensor([1.0, 0.0, 1.0]))
+    present_loss = 1 - giou_and_iou(three_preds[[0, 2]], three_targets[[0, 2]])[0]
+    tau = sparsity_target(torch.stack([present_loss[0], present_loss.mean(), present_loss[1]]), 0.4, 0.1)
+    assert with_probs.terms["spar"] == pytest.approx(sparsity_loss(probs, 1, tau).item(), rel=1e-5)
+    # a batch of negative pairs only: finite, no box terms, no IoU, the maps' focal per pair
+    only = crit(score, pred, target, present=torch.zeros(2))
+    assert torch.isfinite(only.total) and only.iou.numel() == 0
+    assert only.terms["giou"] == 0.0 and only.terms["l1"] == 0.0
+    assert only.terms["focal"] == pytest.approx(focal_loss(score, torch.zeros_like(score), normaliser=2.0).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="one value per pair"):
+        crit(score, pred, target, present=torch.ones(3))

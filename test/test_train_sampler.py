@@ -207,3 +207,15 @@ def test_window_beside_never_holds_the_box():
         window = window_beside(np.array([300, 200, 20, 20]), 80.0, 64, 640, 480, rng)
         centre = (window.x0 + window.side / 2, window.y0 + window.side / 2)
         assert 0 <= centre[0] < 640 and 0 <= centre[1] < 480
+
+
+def test_pairs_without_negatives_are_those_of_the_code_before_them(tmp_path):
+    """negative_prob 0 draws no extra random number: the boxes of these pairs were recorded with
+    the sampler as it was before negative pairs existed (commit db798b7)."""
+    seq = write_sequence(tmp_path, "a", [(255, 0, 0)] * 6)
+    data = PairDataset([WeightedSource("a", [seq], 1.0)], settings(), seed=5)
+    recorded = [[0.528453, 0.487028, 0.261744, 0.261744], [0.827078, 0.413884, 0.19402, 0.19402],
+                [0.367664, 0.195697, 0.254335, 0.254335], [0.517964, 0.677616, 0.257621, 0.257621],
+                [0.219686, 0.739142, 0.300655, 0.300655], [0.179206, 0.175612, 0.314622, 0.314622]]
+    for k, box in enumerate(recorded):
+        assert data[(1, k)]["box"].tolist() == pytest.approx(box, abs=2e-6)

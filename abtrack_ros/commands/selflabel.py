@@ -34,9 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
+
     from abtrack_ros.data import find_sample_videos
     from abtrack_ros.evaluation.peers import PeerUnavailableError
     from abtrack_ros.evaluation.self_labels import SelfLabelSettings, build_self_labelled_set
+    from abtrack_ros.model import CheckpointError
     from abtrack_ros.tracking.runtime import set_threads, tracker_from_args
 
     start = time.perf_counter()
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         tracker = tracker_from_args(args)
         meta = build_self_labelled_set(videos, args.out, tracker, settings, args.val_from,
                                        progress=lambda line: print(line, flush=True))
-    except (ValueError, PeerUnavailableError) as exc:
+    except (ValueError, PeerUnavailableError, CheckpointError, OSError, cv2.error) as exc:
         print(f"abtrack selflabel: error: {exc}", file=sys.stderr)
         return 2
     counts = meta["sequences"]

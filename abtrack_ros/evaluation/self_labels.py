@@ -2,14 +2,17 @@
 
 For an unlabelled video (a static-camera clip such as OpenCV's ``vtest.avi``), ``label_video``:
 1. proposes targets: moving blobs of a background subtractor (MOG2) at regular start frames;
+   (a blob whose box overlaps a stretch already kept on that frame is the same target again and
+   is skipped);
 2. tracks each one forward with ABTrack and OpenCV's CSRT (different features and search: their
    errors rarely coincide) and keeps the frames up to the first one where they disagree
-   (IoU < ``agree_iou``; ABTrack's own LOST state is not consulted: its confidence is what such
-   data should later teach, and on this footage the two often agree while it doubts);
+   (IoU < ``agree_iou``) or CSRT reports a failure; ABTrack's own LOST state is not consulted:
+   its confidence is what such data should later teach, and on this footage the two often agree
+   while it doubts;
 3. cuts the stretch where its box stops holding moving pixels (two trackers that both stay on
    an empty background would agree), then tracks it backward with CSRT, from its last frame to
-   its first, and keeps it only when the backward box ends on the proposal again
-   (IoU >= ``backward_iou``);
+   its first, and keeps it only when that pass never reports a failure and ends on the proposal
+   again (IoU >= ``backward_iou``);
 4. writes each kept stretch as a GOT-10k sequence whose label is the mean of the two forward boxes.
 The labels are only as good as that agreement: they favour the stretches that both trackers find
 easy, so a set made this way measures relative progress on real footage, not absolute accuracy
@@ -18,6 +21,7 @@ easy, so a set made this way measures relative progress on real footage, not abs
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -28,15 +32,18 @@ import numpy as np
 from abtrack_ros.evaluation.metrics import frame_ious
 from abtrack_ros.evaluation.peers import OpenCVPeer
 from abtrack_ros.tracking import geometry as geo
-from abtrack_ros.tracking.tracker import Tracker
+from abtrack_ros.tracking.tracker import STATE_LOST, Tracker
 
 FRAME_JPEG_QUALITY = 95
 # The background model needs this many frames before its foreground means anything.
 BACKGROUND_WARMUP_FRAMES = 30
+# A proposal whose box overlaps a kept stretch's box on its start frame this much is that target again.
+SAME_TARGET_IOU = 0.5
 # MOG2 marks shadows 127 and foreground 255: only the foreground counts.
 FOREGROUND_VALUE = 255
-# Background subtraction runs at this scale of the frame (a quarter of the pixels): masks of
-# every frame of an 800-frame 768 x 576 clip take 90 MB.
+# Background subtraction runs at this scale of the frame (a quarter of the pixels). The masks of
+# every frame are kept, about 110 KB a frame for 768 x 576 (90 MB for an 800-frame clip), beside
+# the JPEG-encoded frames (about 150 KB each): clips of a few minutes, not hours.
 MASK_SCALE = 0.5
 SPLITS = ("train", "val")
 
@@ -175,6 +182,8 @@ def label_stretch(video: EncodedVideo, masks: list[np.ndarray], start: int, end:
         frame = video.rgb(index)
         result = tracker.track(frame)
         peer_box, _ = csrt.update(frame)
+        if csrt.confidence()[1] == STATE_LOST:  # CSRT gave up: its repeated box agrees with nothing
+            break
         ours.append(result.box)
         theirs.append(peer_box)
         if frame_ious(result.box[None], peer_box[None])[0] < settings.agree_iou:
@@ -191,26 +200,33 @@ def label_stretch(video: EncodedVideo, masks: list[np.ndarray], start: int, end:
     backward.initialize(video.rgb(start + len(boxes) - 1), boxes[-1])
     for index in range(start + len(boxes) - 2, start - 1, -1):
         back_box, _ = backward.update(video.rgb(index))
+        if backward.confidence()[1] == STATE_LOST:
+            return None
     if frame_ious(back_box[None], np.asarray(box, float)[None])[0] < settings.backward_iou:
         return None
     return LabelledStretch(start, boxes)
 
 
 def label_video(video: EncodedVideo, tracker: Tracker, settings: SelfLabelSettings, first: int = 0,
-                last: Optional[int] = None, progress: Optional[Callable[[str], None]] = None) -> list[LabelledStretch]:
-    """Agreed stretches of frames ``first .. last - 1`` (default: to the end); none crosses ``last``."""
+                last: Optional[int] = None, progress: Optional[Callable[[str], None]] = None,
+                masks: Optional[list[np.ndarray]] = None) -> list[LabelledStretch]:
+    """Agreed stretches of frames ``first .. last - 1`` (default: to the end); none crosses ``last``.
+    ``masks``: ``foreground_masks`` of at least frames ``0 .. last - 1`` (computed when None)."""
     last = len(video) if last is None else min(last, len(video))
     starts = list(range(max(first, BACKGROUND_WARMUP_FRAMES), last - settings.min_frames + 1, settings.start_every))
     if not starts:
         return []
-    masks = foreground_masks(video, last)
-    stretches = []
+    masks = foreground_masks(video, last) if masks is None else masks
+    stretches: list[LabelledStretch] = []
     for start in starts:
         proposals = [
             b / MASK_SCALE
             for b in motion_proposals(masks[start], settings.max_per_start, max(1, round(settings.min_side * MASK_SCALE)),
                                       settings.max_area_fraction)
         ]
+        kept_here = [s.boxes[start - s.start] for s in stretches if s.start <= start < s.start + len(s.boxes)]
+        proposals = [b for b in proposals
+                     if not any(frame_ious(b[None], k[None])[0] > SAME_TARGET_IOU for k in kept_here)]
         for box in proposals:
             stretch = label_stretch(video, masks, start, min(start + settings.segment_frames, last), box, tracker,
                                     settings)
@@ -245,25 +261,34 @@ def build_self_labelled_set(videos: list[Path], out_dir: Path, tracker: Tracker,
     if not 0.0 < val_from <= 1.0:
         raise ValueError(f"val_from must be in (0, 1], got {val_from}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(f"{out_dir} is not empty: refusing to write into it")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ValueError(f"{out_dir} exists and is not an empty folder: refusing to write into it")
+    # Written beside it and renamed at the end: a run that fails half-way leaves no half dataset.
+    work_dir = out_dir.with_name(out_dir.name + ".partial")
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
     names: dict[str, list[str]] = {split: [] for split in SPLITS}
-    sources = []
+    sources: list[dict] = []
     for path in videos:
         video = EncodedVideo(Path(path))
         boundary = int(round(val_from * len(video)))
-        stem = Path(path).stem.lower().replace(" ", "_")
-        if any(source["prefix"] == stem for source in sources):  # the same file name in two folders
-            stem = f"{stem}_{len(sources) + 1}"
+        stem, base = Path(path).stem.lower().replace(" ", "_"), 1
+        while any(source["prefix"] == stem for source in sources):  # the same file name in two folders
+            base += 1
+            stem = f"{Path(path).stem.lower().replace(' ', '_')}_{base}"
+        masks = foreground_masks(video, len(video))
         for split, (first, last) in zip(SPLITS, ((0, boundary), (boundary, len(video)))):
-            stretches = label_video(video, tracker, settings, first, last, progress)
-            names[split] += write_sequences(video, stretches, out_dir / split, f"{stem}_{split}")
+            stretches = label_video(video, tracker, settings, first, last, progress, masks)
+            names[split] += write_sequences(video, stretches, work_dir / split, f"{stem}_{split}")
         sources.append({"video": str(path), "prefix": stem, "frames": len(video), "val_from_frame": boundary})
     meta = {"generator": "abtrack selflabel", "tracker": tracker.weights_description, "peer": "csrt",
             "settings": asdict(settings), "videos": sources,
             "sequences": {split: len(names[split]) for split in SPLITS}}
     for split in SPLITS:
-        (out_dir / split).mkdir(parents=True, exist_ok=True)
-        (out_dir / split / "list.txt").write_text("".join(f"{n}\n" for n in names[split]))
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (work_dir / split).mkdir(parents=True, exist_ok=True)
+        (work_dir / split / "list.txt").write_text("".join(f"{n}\n" for n in names[split]))
+    (work_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if out_dir.exists():
+        out_dir.rmdir()  # empty, checked above
+    work_dir.rename(out_dir)
     return meta

@@ -75,9 +75,11 @@ def gaussian_heatmap(boxes: Tensor, map_size: int, min_overlap: float = GAUSSIAN
     return torch.stack(maps)[:, None]
 
 
-def focal_loss(pred: Tensor, target: Tensor, alpha: float = FOCAL_ALPHA, beta: float = FOCAL_BETA) -> Tensor:
+def focal_loss(pred: Tensor, target: Tensor, alpha: float = FOCAL_ALPHA, beta: float = FOCAL_BETA,
+               normaliser: float | None = None) -> Tensor:
     """Weighted focal loss (CornerNet): positives where target == 1, negatives down-weighted
-    near them by (1 - target)^beta; summed and divided by the number of positives."""
+    near them by (1 - target)^beta; summed and divided by the number of positives (or by
+    ``normaliser``: the number of pairs when some maps have no positive at all)."""
     if pred.shape != target.shape:
         raise ValueError(f"score map {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     target = target.to(pred.dtype)
@@ -86,7 +88,7 @@ def focal_loss(pred: Tensor, target: Tensor, alpha: float = FOCAL_ALPHA, beta: f
     negative = 1.0 - positive
     pos_term = torch.log(pred) * (1.0 - pred) ** alpha * positive
     neg_term = torch.log(1.0 - pred) * pred**alpha * (1.0 - target) ** beta * negative
-    num_pos = positive.sum().clamp(min=1.0)
+    num_pos = positive.sum().clamp(min=1.0) if normaliser is None else normaliser
     return -(pos_term.sum() + neg_term.sum()) / num_pos
 
 
@@ -188,7 +190,7 @@ class LossTerms:
 
     total: Tensor
     terms: dict[str, float]
-    iou: Tensor  # per sample, detached
+    iou: Tensor  # per pair with a target in the search crop (all pairs without ``present``), detached
 
 
 class TrackingCriterion:
@@ -212,26 +214,33 @@ class TrackingCriterion:
     ) -> LossTerms:
         """``mask_l1`` is sum_k |D1^k|_1 + |D2^k|_1 (the model's ``l1_masks()``) in the VTP stage;
         ``teacher`` is the (score map, boxes) of the distillation teacher in the BDM stage;
-        ``present`` (B, 1 or 0) marks negative pairs (target outside the search crop): their
-        heatmap is all zeros, the box terms and the returned IoU leave them out, and their
-        sparsity target is as for a pair of average loss. None = every target present."""
+        ``present`` (shape B, values 1.0 / 0.0) marks negative pairs (target outside the search
+        crop): their heatmap is all zeros, the focal loss is divided by the number of pairs
+        instead of positives (one per pair with a target), the box terms and the returned IoU
+        leave them out, and their sparsity target is that of a pair with the present pairs' mean
+        loss. The distillation term still compares their boxes with the teacher's. None = every
+        target present (the paper's loss, computed as before)."""
         w = self.weights
         heatmap = gaussian_heatmap(target_boxes, self.map_size).to(score_map.device)
         pred_boxes, target_boxes = pred_boxes.float(), target_boxes.float()
         giou, iou = giou_and_iou(pred_boxes, target_boxes)
         giou_per_sample = 1.0 - giou
+        focal_normaliser = None
         if present is None:
             giou_term = giou_per_sample.mean()
             l1 = l1_box_loss(pred_boxes, target_boxes)
         else:
-            weight = present.to(giou.dtype)
+            weight = present.reshape(-1).to(giou.device, giou.dtype)
+            if weight.shape != giou.shape:
+                raise ValueError(f"present must hold one value per pair, got shape {tuple(present.shape)}")
+            focal_normaliser = float(weight.numel())
             heatmap = heatmap * weight.view(-1, 1, 1, 1).to(heatmap.device)
             count = weight.sum().clamp(min=1.0)
             giou_term = (giou_per_sample * weight).sum() / count
             l1 = ((pred_boxes - target_boxes).abs().mean(dim=1) * weight).sum() / count
             giou_per_sample = torch.where(weight > 0, giou_per_sample, giou_term.detach())
             iou = iou[weight > 0]
-        focal = focal_loss(score_map.float(), heatmap)
+        focal = focal_loss(score_map.float(), heatmap, normaliser=focal_normaliser)
         total = w.focal * focal + w.giou * giou_term + w.l1 * l1
         terms = {"focal": focal.item(), "giou": giou_term.item(), "l1": l1.item()}
         if bypass_probs is not None:

@@ -19,6 +19,7 @@ from abtrack_ros.config import ABTrackConfig
 from abtrack_ros.data import Sequence, load_frame, valid_boxes
 from abtrack_ros.tracking.tracker import PatchNormaliser
 from abtrack_ros.tracking.geometry import (
+    CropWindow,
     box_center,
     box_to_crop,
     crop_patch,

@@ -364,24 +364,25 @@ class StageTrainer:
         progress = Progress(len(loader), f"{self.stage} epoch {epoch + 1}/{self.settings.epochs}",
                             self.ctx.is_main)
         sums: dict[str, float] = {}
-        count, pairs, interval_start = 0, 0, time.perf_counter()
+        counts: dict[str, int] = {}  # per key: a step of negative pairs only has no iou
+        pairs, interval_start = 0, time.perf_counter()
         for step, batch in enumerate(loader, start=1):
             metrics = self.train_step(network, batch)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
-            count += 1
+                counts[key] = counts.get(key, 0) + 1
             pairs += batch["box"].shape[0] * self.ctx.world_size
             progress.step()
             if step % t.log_every == 0 or step == len(loader):
                 elapsed = max(time.perf_counter() - interval_start, 1e-9)
-                row = {k: v / count for k, v in sums.items()}
+                row = {k: v / counts[k] for k, v in sums.items()}
                 row["pairs_per_s"] = pairs / elapsed
                 progress.report(row)
                 if self.log is not None:
                     self.log.write({"stage": self.stage, "epoch": epoch + 1, "step": step,
                                     "pairs": step * t.batch_size * self.ctx.world_size,
                                     "lr_backbone": self.optimizer.param_groups[0]["lr"], **row})
-                sums, count, pairs, interval_start = {}, 0, 0, time.perf_counter()
+                sums, counts, pairs, interval_start = {}, {}, 0, time.perf_counter()
         progress.close()
 
     def forward_loss(self, network: nn.Module,
