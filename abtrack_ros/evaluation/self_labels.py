@@ -186,7 +186,7 @@ def label_stretch(video: EncodedVideo, masks: list[np.ndarray], start: int, end:
             break
         ours.append(result.box)
         theirs.append(peer_box)
-        if frame_ious(result.box[None], peer_box[None])[0] < settings.agree_iou:
+        if geo.iou_xywh(result.box, peer_box) < settings.agree_iou:
             break
     length = agreeing_length(np.array(ours), np.array(theirs), settings.agree_iou)
     height, width = first.shape[:2]
@@ -202,7 +202,7 @@ def label_stretch(video: EncodedVideo, masks: list[np.ndarray], start: int, end:
         back_box, _ = backward.update(video.rgb(index))
         if backward.confidence()[1] == STATE_LOST:
             return None
-    if frame_ious(back_box[None], np.asarray(box, float)[None])[0] < settings.backward_iou:
+    if geo.iou_xywh(back_box, box) < settings.backward_iou:
         return None
     return LabelledStretch(start, boxes)
 
@@ -226,7 +226,7 @@ def label_video(video: EncodedVideo, tracker: Tracker, settings: SelfLabelSettin
         ]
         kept_here = [s.boxes[start - s.start] for s in stretches if s.start <= start < s.start + len(s.boxes)]
         proposals = [b for b in proposals
-                     if not any(frame_ious(b[None], k[None])[0] > SAME_TARGET_IOU for k in kept_here)]
+                     if not any(geo.iou_xywh(b, k) > SAME_TARGET_IOU for k in kept_here)]
         for box in proposals:
             stretch = label_stretch(video, masks, start, min(start + settings.segment_frames, last), box, tracker,
                                     settings)
@@ -272,10 +272,11 @@ def build_self_labelled_set(videos: list[Path], out_dir: Path, tracker: Tracker,
     for path in videos:
         video = EncodedVideo(Path(path))
         boundary = int(round(val_from * len(video)))
-        stem, base = Path(path).stem.lower().replace(" ", "_"), 1
+        name = Path(path).stem.lower().replace(" ", "_")
+        stem, number = name, 1
         while any(source["prefix"] == stem for source in sources):  # the same file name in two folders
-            base += 1
-            stem = f"{Path(path).stem.lower().replace(' ', '_')}_{base}"
+            number += 1
+            stem = f"{name}_{number}"
         masks = foreground_masks(video, len(video))
         for split, (first, last) in zip(SPLITS, ((0, boundary), (boundary, len(video)))):
             stretches = label_video(video, tracker, settings, first, last, progress, masks)
