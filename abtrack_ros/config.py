@@ -58,6 +58,9 @@ class ModelConfig:
     # First n_enf blocks always run and have no BDM.
     n_enf: int = 3
     bdm: bool = False
+    # What a BDM reads: "token" (the bypass token, the paper) or "token_search_mean" (also the
+    # mean search token; docs/training.md, issue 15). Can be added to a trained model at --init.
+    bdm_input: str = "token"
     bypass_threshold: float = 0.5
     # Training-time gate: "straight_through" (hard forward, soft-gate gradient).
     gate: str = "straight_through"

@@ -20,17 +20,19 @@ INT8_TOL = 0.05
 TEMPLATE, SEARCH = 32, 64  # 2x2 template and 4x4 search tokens
 
 
-def _model(seed: int = 0, gate_bias: float = 0.0) -> torch.nn.Module:
-    """A pruned 4-block DeiT-Tiny with BDMs that really decide from the bypass token."""
+def _model(seed: int = 0, gate_bias: float = 0.0, bdm_input: str = "token") -> torch.nn.Module:
+    """A pruned 4-block DeiT-Tiny with BDMs that really decide from their input."""
     torch.manual_seed(seed)
     model = build_model(ModelConfig(template_size=TEMPLATE, search_size=SEARCH, depth=4, n_enf=1, bdm=True,
-                                    vtp_masks=True, head_channels=32)).eval()
+                                    vtp_masks=True, head_channels=32, bdm_input=bdm_input)).eval()
     for block in model.backbone.blocks:
         block.attn.inner_mask.data.uniform_(0.5, 1.5)
         block.mlp.hidden_mask.data.uniform_(0.5, 1.5)
     for decision in model.backbone.decisions:
         torch.nn.init.normal_(decision.linear.weight, std=0.3)
         decision.linear.bias.data.fill_(gate_bias)
+        if decision.search_linear is not None:
+            torch.nn.init.normal_(decision.search_linear.weight, std=0.3)
     prune_model(model, 0.3)
     return model
 
@@ -203,15 +205,33 @@ def test_node_parameter_selects_the_backend(model, tmp_path, monkeypatch):
     assert node_params.validate("backend", "onnx") == "backend must be one of auto, torch, onnxruntime, tensorrt; got 'onnx'"
 
 
-def test_numpy_decisions_equal_the_torch_bdms(model):
+@pytest.mark.parametrize("bdm_input", ["token", "token_search_mean"])
+def test_numpy_decisions_equal_the_torch_bdms(bdm_input):
     from abtrack_ros.backends.gating import NumpyDecisions
 
+    model = _model(bdm_input=bdm_input)
     decisions = NumpyDecisions(model)
     generator = torch.Generator().manual_seed(3)
+    tokens_per_sample = (TEMPLATE // 16) ** 2 + (SEARCH // 16) ** 2 + 1
     for scale in (1.0, 100.0):  # 100: saturated logits of both signs (a stable sigmoid is needed)
-        tokens = torch.randn(5, model.backbone.bypass_token.shape[-1], generator=generator) * scale
+        tokens = torch.randn(5, tokens_per_sample, model.backbone.bypass_token.shape[-1], generator=generator) * scale
         for index, module in enumerate(model.backbone.decisions):
             with torch.no_grad():
                 expected = module(tokens).numpy()
-            got = [decisions(index, token) for token in tokens.numpy()]
+            got = [decisions(index, sample) for sample in tokens.numpy()]
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_bdms_that_read_the_search_tokens_match_torch(tmp_path):
+    model = _model(seed=1, bdm_input="token_search_mean")
+    backend = OnnxRuntimeBackend(model, threads=1, cache_dir=tmp_path)
+    torch_backend = TorchBackend(model, torch.device("cpu"))
+    patterns = set()
+    for seed in range(6):
+        template, search = _inputs(seed)
+        ref, out = _outputs(torch_backend, template, search), _outputs(backend, template, search)
+        assert torch.equal(out.executed, ref.executed)
+        for name in ("bypass_probs", "boxes", "scores"):
+            assert torch.allclose(getattr(out, name), getattr(ref, name), atol=FP32_TOL), name
+        patterns.add(tuple(ref.executed[0].tolist()))
+    assert len(patterns) > 1

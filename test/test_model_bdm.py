@@ -174,3 +174,65 @@ def test_forced_pattern_is_validated():
         model.set_forced_pattern([True] * 11)
     with pytest.raises(ValueError, match="12 booleans"):
         model.set_forced_pattern([1] * 12)
+
+
+def test_bdm_reading_the_search_tokens_adds_their_mean_to_the_logit():
+    model = small_model(bdm=True, bdm_input="token_search_mean")
+    torch.manual_seed(3)
+    for decision in model.backbone.decisions:
+        torch.nn.init.normal_(decision.linear.weight, std=0.5)
+        torch.nn.init.normal_(decision.search_linear.weight, std=0.5)
+    entering = {}
+    for i in (3, 8):
+        model.backbone.blocks[i].register_forward_pre_hook(
+            lambda m, args, i=i: entering.update({i: args[0].clone()}))
+    model.bypass_threshold = 1.0
+    template, search = images(model.config, batch=2)
+    with torch.no_grad():
+        out = model(template, search)
+        for i in (3, 8):
+            decision = model.backbone.decisions[i - model.n_enf]
+            tokens = entering[i]
+            search_mean = tokens[:, 4:4 + 16].mean(dim=1)  # 2x2 template tokens, then 4x4 search tokens
+            logit = decision.linear(tokens[:, -1]) + decision.search_linear(search_mean)
+            assert torch.allclose(out.bypass_probs[:, i], torch.sigmoid(logit).squeeze(-1))
+            # the search term really moves p: a different search mean gives a different probability
+            assert not torch.allclose(decision.search_linear(search_mean), torch.zeros(2, 1))
+
+
+def test_search_input_added_to_a_trained_model_changes_nothing_until_trained():
+    model = _model_with_mixed_decisions()
+    template, search = images(model.config, batch=4, seed=7)
+    with torch.no_grad():
+        before = model(template, search)
+    model.set_bdm_input("token_search_mean")
+    assert model.config.bdm_input == "token_search_mean"
+    assert all(d.search_linear is not None for d in model.backbone.decisions)
+    with torch.no_grad():
+        after = model(template, search)
+    assert torch.equal(after.bypass_probs, before.bypass_probs)
+    assert torch.equal(after.boxes, before.boxes)
+    with pytest.raises(ValueError, match="cannot be removed"):
+        model.set_bdm_input("token")
+    with pytest.raises(ValueError, match="unknown bdm_input"):
+        model.set_bdm_input("search")
+    with pytest.raises(ValueError, match="unknown bdm_input"):
+        small_model(bdm_input="pooled")
+
+
+def test_search_input_is_saved_and_rebuilt_from_the_checkpoint(tmp_path):
+    from abtrack_ros.config import ABTrackConfig
+    from abtrack_ros.model import load_checkpoint, save_checkpoint
+
+    model = small_model(bdm=True)
+    model.set_bdm_input("token_search_mean")
+    with torch.no_grad():
+        for decision in model.backbone.decisions:
+            decision.search_linear.weight.normal_()
+    save_checkpoint(tmp_path / "m.pt", model, ABTrackConfig(model=small_model().config))
+    loaded, cfg, _ = load_checkpoint(tmp_path / "m.pt")
+    loaded.eval()
+    assert cfg.model.bdm_input == "token_search_mean" and loaded.bdm_input == "token_search_mean"
+    template, search = images(model.config, batch=2)
+    with torch.no_grad():
+        assert torch.equal(loaded(template, search).bypass_probs, model(template, search).bypass_probs)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -26,7 +27,7 @@ def synthetic(tmp_path_factory) -> Path:
     return root
 
 
-def write_config(path: Path, data_root: Path, **train_changes) -> Path:
+def write_config(path: Path, data_root: Path, model_changes: Optional[dict] = None, **train_changes) -> Path:
     """A tiny model (32 px template, 64 px search, narrow head) on the synthetic dataset."""
     train = {
         "datasets": [{"spec": f"synthetic:{data_root}", "split": "train"}],
@@ -41,8 +42,8 @@ def write_config(path: Path, data_root: Path, **train_changes) -> Path:
                        "lr_gates": 0.1},
     }
     train.update(train_changes)
-    cfg = {"name": "tiny", "model": {"template_size": 32, "search_size": 64, "head_channels": 16, "n_enf": 3},
-           "train": train}
+    model = {"template_size": 32, "search_size": 64, "head_channels": 16, "n_enf": 3, **(model_changes or {})}
+    cfg = {"name": "tiny", "model": model, "train": train}
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -173,6 +174,29 @@ def test_stages_run_alone_from_checkpoints_and_prune_command(tmp_path, synthetic
     assert "not a resumable training checkpoint" in capsys.readouterr().err
     assert main(["train", "--stage", "bdm", "--resume", str(out / "vtp" / "checkpoint.pt"), "--out", str(out)]) == 2
     assert "checkpoint of stage vtp" in capsys.readouterr().err
+
+
+def test_bdm_stage_can_give_a_trained_model_bdms_that_read_the_search(tmp_path, synthetic):
+    config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[],
+                          stage1_vtp={"epochs": 1, "pairs_per_epoch": 4})
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--stage", "vtp", "--out", str(out)]) == 0
+    pruned = tmp_path / "pruned.pt"
+    assert main(["prune", "--checkpoint", str(out / "vtp" / "model.pt"), "--out", str(pruned)]) == 0
+    assert load_checkpoint(pruned)[1].model.bdm_input == "token"
+    reading = write_config(tmp_path / "reading.yaml", synthetic, {"bdm_input": "token_search_mean"}, val_datasets=[])
+    assert main(["train", "--config", str(reading), "--stage", "bdm", "--init", str(pruned),
+                 "--epochs", "1", "--out", str(out)]) == 0
+    for name in ("checkpoint.pt", "model.pt"):
+        model, cfg, _ = load_checkpoint(out / "bdm" / name)
+        assert cfg.model.bdm_input == "token_search_mean" and model.bdm_input == "token_search_mean"
+    assert yaml.safe_load((out / "bdm" / "config.yaml").read_text())["model"]["bdm_input"] == "token_search_mean"
+    # the added weights start at zero and were trained with the other gate parameters
+    assert all(float(d.search_linear.weight.detach().abs().sum()) > 0 for d in model.backbone.decisions)
+    # a resumed stage keeps them
+    assert main(["train", "--stage", "bdm", "--resume", str(out / "bdm" / "checkpoint.pt"),
+                 "--epochs", "2", "--out", str(out)]) == 0
+    assert load_checkpoint(out / "bdm" / "model.pt")[0].bdm_input == "token_search_mean"
 
 
 def test_clear_errors_for_bad_data_and_config(tmp_path, synthetic, capsys):

@@ -9,7 +9,7 @@ Runtime, CUDA tensors for TensorRT): ``GraphOps`` is what a backend provides.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ class GraphOps(Protocol):
 
     def bypass_token(self) -> Array: ...  # 1 x 1 x D
 
-    def decide(self, decision: int, x: Array) -> float: ...  # p of the bypass token x[:, -1]
+    def decide(self, decision: int, x: Array) -> float: ...  # p of BDM `decision` on the tokens x
 
     def run_block(self, index: int, x: Array) -> Array: ...
 
@@ -38,7 +38,7 @@ class GraphOps(Protocol):
 
 
 class NumpyDecisions:
-    """All BDMs of a model as one float32 matrix: ``p_i = sigmoid(w_i . b + c_i)`` in numpy.
+    """All BDMs of a model as float32 matrices: ``p_i = sigmoid(w_i . b [+ v_i . mean search] + c_i)``.
 
     Right after a block graph ran, a chain of small torch ops costs 50-70 us (cold caches and
     dispatch); one numpy dot product and a scalar sigmoid cost about 10 us (docs/speed.md).
@@ -46,14 +46,22 @@ class NumpyDecisions:
 
     def __init__(self, model: ABTrackModel) -> None:
         decisions = model.backbone.decisions
+        self.search_weights: Optional[np.ndarray] = None
         if len(decisions):
             self.weights = torch.cat([d.linear.weight.detach() for d in decisions]).float().cpu().numpy()
             self.biases = [float(d.linear.bias.detach()) for d in decisions]
+            self.search_tokens = decisions[0].search_tokens
+            if decisions[0].search_linear is not None:
+                self.search_weights = torch.cat([d.search_linear.weight.detach()
+                                                 for d in decisions]).float().cpu().numpy()
         else:
             self.weights, self.biases = np.zeros((0, 0), np.float32), []
 
-    def __call__(self, decision: int, bypass_token: np.ndarray) -> float:
-        logit = float(np.dot(self.weights[decision], bypass_token)) + self.biases[decision]
+    def __call__(self, decision: int, tokens: np.ndarray) -> float:
+        """``tokens``: N x D, the whole sequence of one sample with the bypass token last."""
+        logit = float(np.dot(self.weights[decision], tokens[-1])) + self.biases[decision]
+        if self.search_weights is not None:
+            logit += float(np.dot(self.search_weights[decision], tokens[self.search_tokens].mean(axis=0)))
         return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
 
 

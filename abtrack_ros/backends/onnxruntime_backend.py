@@ -111,7 +111,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         return self._bypass_token
 
     def decide(self, decision: int, x: np.ndarray) -> float:
-        return self._decisions(decision, x[0, -1])
+        return self._decisions(decision, x[0])
 
     def run_block(self, index: int, x: np.ndarray) -> np.ndarray:
         return self._blocks[index].run(None, {"x": x})[0]

@@ -37,7 +37,7 @@ class ABTrackModel(nn.Module):
         super().__init__()
         self.config = dataclasses.replace(cfg)
         self.backbone = OneStreamViT(timm_vit, cfg.template_size, cfg.search_size, cfg.n_enf,
-                                     cfg.drop_path_rate, cfg.patch_embed)
+                                     cfg.drop_path_rate, cfg.patch_embed, cfg.bdm_input)
         self.head = CenterPredictor(timm_vit.embed_dim, cfg.head_channels)
         self.bdm_enabled = cfg.bdm
         self.bypass_threshold = cfg.bypass_threshold
@@ -69,6 +69,15 @@ class ABTrackModel(nn.Module):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"bypass_threshold must be in [0, 1], got {value}")
         self.backbone.bypass_threshold = float(value)
+
+    @property
+    def bdm_input(self) -> str:
+        return self.backbone.bdm_input
+
+    def set_bdm_input(self, bdm_input: str) -> None:
+        """Let the BDMs read the search tokens too (new weights at zero: the same decisions)."""
+        self.backbone.set_bdm_input(bdm_input)
+        self.config = dataclasses.replace(self.config, bdm_input=bdm_input)
 
     @property
     def forced_pattern(self) -> Optional[list[bool]]:
@@ -107,6 +116,17 @@ class ABTrackModel(nn.Module):
 
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         return self.forward_embedded(self.embed_template(template), search)
+
+
+def add_model_parts(model: ABTrackModel, wanted: ModelConfig) -> ModelConfig:
+    """Give a trained ``model`` the optional parts that ``wanted`` asks for and it lacks (they
+    start as no-ops, so its outputs are unchanged); returns its model config afterwards.
+
+    Only ``bdm_input`` can be added; every other architecture field comes from the checkpoint.
+    """
+    if wanted.bdm_input != model.bdm_input:
+        model.set_bdm_input(wanted.bdm_input)
+    return model.config
 
 
 def build_model(cfg: ModelConfig) -> ABTrackModel:

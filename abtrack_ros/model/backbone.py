@@ -3,7 +3,8 @@
 Template and search patches share one patch embedding (the ViT's linear patchify or a
 convolutional stem, ``patch_embed.py``) and get separate positional embeddings;
 they (and, with BDM on, one bypass token) run through the blocks together. Block ``i``
-(1-based) with ``i > n_enf`` has a BDM: ``p_i = sigmoid(linear_i(bypass token entering i))``.
+(1-based) with ``i > n_enf`` has a BDM: ``p_i = sigmoid(linear_i(bypass token entering i))``,
+plus, with ``bdm_input: token_search_mean``, a linear term of the mean search token entering i.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from .pretrained import interpolate_pos_embed
 # Initial BDM bias: sigmoid(-3) ~ 0.05, so a freshly added BDM runs every block and the
 # fine-tuning starts from the behaviour of the model without BDMs.
 BDM_INIT_BIAS = -3.0
+# What a BDM reads: the bypass token alone (the paper), or also the mean of the search tokens.
+BDM_INPUTS = ("token", "token_search_mean")
 
 
 # Whether a block ran: one bool for the whole batch, or a B bool tensor when decided per sample.
@@ -36,29 +39,46 @@ class BackboneOutput:
 
 
 class BypassDecision(nn.Module):
-    """p = sigmoid(linear(bypass token)): the probability of bypassing one block."""
+    """p = sigmoid(w . bypass token [+ v . mean search token] + c): the probability of bypassing
+    one block. It reads the whole token sequence (template | search | bypass token)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, search_tokens: slice, reads_search: bool = False) -> None:
         super().__init__()
         self.linear = nn.Linear(dim, 1)
         nn.init.zeros_(self.linear.weight)
         nn.init.constant_(self.linear.bias, BDM_INIT_BIAS)
+        self.search_tokens = search_tokens
+        self.search_linear: Optional[nn.Linear] = None
+        if reads_search:
+            self.add_search_input()
 
-    def forward(self, bypass_token: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.linear(bypass_token)).squeeze(-1)
+    def add_search_input(self) -> None:
+        """Also read the mean search token; zero weights, so the decisions are unchanged at first."""
+        weight = self.linear.weight
+        self.search_linear = nn.Linear(weight.shape[1], 1, bias=False, device=weight.device, dtype=weight.dtype)
+        nn.init.zeros_(self.search_linear.weight)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        logit = self.linear(tokens[:, -1])
+        if self.search_linear is not None:
+            logit = logit + self.search_linear(tokens[:, self.search_tokens].mean(dim=1))
+        return torch.sigmoid(logit).squeeze(-1)
 
 
 class OneStreamViT(nn.Module):
     """Patch embedding, positional embeddings, prunable blocks, BDMs and the final norm."""
 
     def __init__(self, timm_vit: nn.Module, template_size: int, search_size: int,
-                 n_enf: int, drop_path_rate: float = 0.0, patch_embed: str = "linear") -> None:
+                 n_enf: int, drop_path_rate: float = 0.0, patch_embed: str = "linear",
+                 bdm_input: str = "token") -> None:
         super().__init__()
         patch = timm_vit.patch_embed.patch_size[0]
         for name, size in (("template_size", template_size), ("search_size", search_size)):
             if size <= 0 or size % patch:
                 raise ValueError(f"{name} {size} is not a positive multiple of the patch size {patch}")
         num_blocks = len(timm_vit.blocks)
+        if bdm_input not in BDM_INPUTS:
+            raise ValueError(f"unknown bdm_input '{bdm_input}' (choose one of: {', '.join(BDM_INPUTS)})")
         if not 0 <= n_enf <= num_blocks:
             raise ValueError(f"n_enf {n_enf} is outside 0..{num_blocks} (the number of blocks)")
         dim = timm_vit.embed_dim
@@ -81,7 +101,10 @@ class OneStreamViT(nn.Module):
         # the pretrained blocks already know how to update.
         self.bypass_token = nn.Parameter(
             (timm_vit.cls_token.detach() + timm_vit.pos_embed.detach()[:, :1]).clone())
-        self.decisions = nn.ModuleList(BypassDecision(dim) for _ in range(num_blocks - n_enf))
+        search_tokens = slice(self.template_side ** 2, self.template_side ** 2 + self.search_side ** 2)
+        self.decisions = nn.ModuleList(BypassDecision(dim, search_tokens, bdm_input == "token_search_mean")
+                                       for _ in range(num_blocks - n_enf))
+        self.bdm_input = bdm_input
 
         self.bdm_enabled = False
         self.bypass_threshold = 0.5
@@ -90,6 +113,19 @@ class OneStreamViT(nn.Module):
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)
+
+    def set_bdm_input(self, bdm_input: str) -> None:
+        """Give the BDMs the search input (zero weights: same decisions); removing it is refused,
+        because it would throw trained weights away."""
+        if bdm_input not in BDM_INPUTS:
+            raise ValueError(f"unknown bdm_input '{bdm_input}' (choose one of: {', '.join(BDM_INPUTS)})")
+        if bdm_input == self.bdm_input:
+            return
+        if bdm_input == "token":
+            raise ValueError("the BDMs already read the search tokens; that input cannot be removed")
+        for decision in self.decisions:
+            decision.add_search_input()
+        self.bdm_input = bdm_input
 
     def set_forced_pattern(self, pattern: Optional[list[bool]]) -> None:
         if pattern is not None:
@@ -128,7 +164,7 @@ class OneStreamViT(nn.Module):
         executed = torch.ones(batch, self.num_blocks, dtype=torch.bool, device=x.device)
         for index, block in enumerate(self.blocks):
             if self.bdm_enabled and index >= self.n_enf:
-                p = self.decisions[index - self.n_enf](x[:, -1])
+                p = self.decisions[index - self.n_enf](x)
                 probs[:, index] = p
             else:
                 p = None

@@ -29,6 +29,7 @@ from abtrack_ros.data import open_dataset
 from abtrack_ros.model import (
     ABTrackModel,
     ModelOutput,
+    add_model_parts,
     build_model,
     decode_boxes,
     load_checkpoint,
@@ -220,7 +221,7 @@ def prepare_for_stage(model: ABTrackModel, stage: str) -> ABTrackModel:
 def resolved_config(cfg: ABTrackConfig, model: ABTrackModel) -> ABTrackConfig:
     """The config as the model now is (switches moved by the stages)."""
     return dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, bdm=model.bdm_enabled, vtp_masks=model.has_vtp_masks))
+        cfg.model, bdm=model.bdm_enabled, vtp_masks=model.has_vtp_masks, bdm_input=model.bdm_input))
 
 
 def param_groups(model: nn.Module, s: StageConfig, weight_decay: float) -> list[dict]:
@@ -496,8 +497,12 @@ class Pipeline:
             model = build_model(dataclasses.replace(cfg.model, vtp_masks=True, bdm=False))
             return model, cfg, stages
         model, ckpt_cfg, extra = load_checkpoint(source)
-        # The architecture comes from the checkpoint; training settings from --config when given.
-        cfg = apply_overrides(dataclasses.replace(file_cfg or ckpt_cfg, model=ckpt_cfg.model), opts)
+        # The architecture comes from the checkpoint; training settings from --config when given,
+        # and a stage started with --init may add optional parts (add_model_parts).
+        model_cfg = ckpt_cfg.model
+        if opts.init is not None and file_cfg is not None:
+            model_cfg = dataclasses.replace(model_cfg, bdm_input=add_model_parts(model, file_cfg.model).bdm_input)
+        cfg = apply_overrides(dataclasses.replace(file_cfg or ckpt_cfg, model=model_cfg), opts)
         validate_train_config(cfg)
         if opts.resume is not None:
             stage = extra.get("stage")

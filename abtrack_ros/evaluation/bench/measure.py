@@ -172,7 +172,7 @@ def time_blocks(trackers: dict[str, Tracker], seq: BenchSequence, watch: Stopwat
         jobs += [Job(f"plain:{index}", lambda block=block: block(tokens)),
                  Job(f"token:{index}", lambda block=block: block(with_bypass)),
                  Job(f"decision:{index}",
-                     lambda decision=decision: float(decision(with_bypass[:, -1])) > bdm.bypass_threshold),
+                     lambda decision=decision: float(decision(with_bypass)) > bdm.bypass_threshold),
                  Job(f"pruned:{index}", lambda index=index: pruned.blocks[index](with_bypass))]
     timed = settings.time(jobs, watch, settings.block_iterations)
     # per round: the mean over the optional blocks of each kind's round median
