@@ -69,6 +69,9 @@ class ModelConfig:
     # Pruning ratio mu: the fraction of attention-inner / MLP-hidden dims removed per block.
     prune_ratio: float = 0.3
     head_channels: int = 256
+    # A quality head: per cell, the expected IoU of the box decoded there (docs/model.md), trained
+    # with train.quality_weight; read by the tracker's confidence. Can be added at --init.
+    quality_head: bool = False
     drop_path_rate: float = 0.0
 
 
@@ -152,6 +155,8 @@ class TrainConfig:
     # bypassed model's score map and box toward those of the same model with every block run,
     # frozen at the start of the stage (0 = off, the paper's loss).
     distill_weight: float = 0.0
+    # Weight of the quality head's loss (models with model.quality_head; docs/training.md).
+    quality_weight: float = 1.0
     stage1_vtp: StageConfig = field(default_factory=StageConfig)
     stage3_bdm: StageConfig = field(default_factory=StageConfig)
     log_every: int = 10
@@ -175,6 +180,8 @@ class ConfidenceWeights:
     jump: float = -1.304
     size_change: float = 0.0
     appearance: float = 6.678
+    # Models with a quality head only (model.quality_head); 0 = not used.
+    quality_logit: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():

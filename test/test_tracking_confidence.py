@@ -84,7 +84,8 @@ def test_peak_logit_radius_and_combine_edge_cases():
     assert c.combine(cues, ConfidenceWeights(bias=1e6)) == 1.0
     assert c.combine(cues, ConfidenceWeights(bias=-1e6)) == pytest.approx(0.0)
     assert c.combine({**cues, "jump": math.nan}, ConfidenceWeights()) == 0.0
-    assert set(c.CUE_NAMES) == {"peak_logit", "sharpness", "competitor", "jump", "size_change", "appearance"}
+    assert set(c.CUE_NAMES) == {"peak_logit", "sharpness", "competitor", "jump", "size_change", "appearance",
+                                "quality_logit"}
 
 
 def test_appearance_matches_the_target_colours_not_another_colour():

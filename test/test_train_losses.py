@@ -13,6 +13,7 @@ from abtrack_ros.training.losses import (
     gaussian_radius,
     giou_and_iou,
     l1_box_loss,
+    quality_loss,
     sparsity_loss,
     sparsity_target,
 )
@@ -242,3 +243,61 @@ def test_criterion_with_a_negative_pair():
     assert only.terms["focal"] == pytest.approx(focal_loss(score, torch.zeros_like(score), normaliser=2.0).item(), rel=1e-5)
     with pytest.raises(ValueError, match="one value per pair"):
         crit(score, pred, target, present=torch.ones(3))
+
+
+def test_quality_loss_is_zero_when_the_map_predicts_each_cells_iou():
+    offset = torch.zeros(1, 2, 2, 2)
+    size = torch.full((1, 2, 2, 2), 0.2)
+    offset[0, :, 0, 0] = 0.5  # cell (0, 0): centre (0.25, 0.25), the target exactly
+    offset[0, :, 0, 1] = torch.tensor([-0.3, 0.5])  # cell (0, 1): centre (0.35, 0.25), shifted by half a side
+    target = torch.tensor([[0.25, 0.25, 0.2, 0.2]])
+    # by hand: shifted by half the side, the overlap is half a box: IoU = 0.5 / 1.5
+    truth = torch.tensor([[[[1.0, 1.0 / 3.0], [0.0, 0.0]]]])
+    score = torch.tensor([[[[0.9, 0.3], [0.01, 0.01]]]])
+    assert float(quality_loss(truth, score, offset, size, target)) == pytest.approx(0.0, abs=1e-5)
+    wrong = truth.clone()
+    wrong[0, 0, 0, 1] = 0.9
+    assert float(quality_loss(wrong, score, offset, size, target)) > 0.01
+    # a negative pair (target outside the crop): every cell's IoU target is 0
+    zeros = torch.full_like(truth, 1e-6)
+    assert float(quality_loss(zeros, score, offset, size, target, present=torch.tensor([0.0]))) \
+        == pytest.approx(0.0, abs=1e-4)
+    assert float(quality_loss(truth, score, offset, size, target, present=torch.tensor([0.0]))) > 1.0
+
+
+def test_quality_loss_follows_the_high_scoring_cells_and_trains_only_the_quality_map():
+    offset = torch.zeros(1, 2, 2, 2)
+    size = torch.full((1, 2, 2, 2), 0.2)
+    offset[0, :, 0, 0] = 0.5
+    target = torch.tensor([[0.25, 0.25, 0.2, 0.2]])
+    truth = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    score = torch.tensor([[[[0.1, 0.9], [0.01, 0.01]]]])  # a look-alike's peak at cell (0, 1)
+    wrong_at_peak = truth.clone()
+    wrong_at_peak[0, 0, 0, 1] = 0.8  # confident on the look-alike
+    wrong_elsewhere = truth.clone()
+    wrong_elsewhere[0, 0, 1, 0] = 0.8  # the same error on a cell nobody would choose
+    assert quality_loss(wrong_at_peak, score, offset, size, target) > \
+        2 * quality_loss(wrong_elsewhere, score, offset, size, target)
+    quality = wrong_at_peak.clone().requires_grad_(True)
+    offset.requires_grad_(True)
+    size.requires_grad_(True)
+    score.requires_grad_(True)
+    quality_loss(quality, score, offset, size, target).backward()
+    assert float(quality.grad.abs().sum()) > 0
+    assert offset.grad is None and size.grad is None and score.grad is None
+
+
+def test_criterion_adds_the_weighted_quality_term():
+    offset = torch.zeros(2, 2, 2, 2)
+    size = torch.full((2, 2, 2, 2), 0.2)
+    score = torch.rand(2, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    quality = torch.full((2, 1, 2, 2), 0.5)
+    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.3]])
+    target = torch.tensor([[0.25, 0.25, 0.2, 0.2], [0.5, 0.5, 0.3, 0.3]])
+    plain = TrackingCriterion(LossWeights(), map_size=2)(score, boxes, target)
+    with_quality = TrackingCriterion(LossWeights(quality=3.0), map_size=2)(
+        score, boxes, target, quality=(quality, offset, size))
+    expected = float(quality_loss(quality, score, offset, size, target))
+    assert with_quality.terms["quality"] == pytest.approx(expected)
+    assert float(with_quality.total) == pytest.approx(float(plain.total) + 3.0 * expected, rel=1e-6)
+    assert "quality" not in plain.terms

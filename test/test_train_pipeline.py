@@ -176,7 +176,7 @@ def test_stages_run_alone_from_checkpoints_and_prune_command(tmp_path, synthetic
     assert "checkpoint of stage vtp" in capsys.readouterr().err
 
 
-def test_bdm_stage_can_give_a_trained_model_bdms_that_read_the_search(tmp_path, synthetic):
+def test_bdm_stage_adds_search_reading_bdms_and_a_quality_head_to_a_trained_model(tmp_path, synthetic):
     config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[],
                           stage1_vtp={"epochs": 1, "pairs_per_epoch": 4})
     out = tmp_path / "run"
@@ -184,19 +184,27 @@ def test_bdm_stage_can_give_a_trained_model_bdms_that_read_the_search(tmp_path, 
     pruned = tmp_path / "pruned.pt"
     assert main(["prune", "--checkpoint", str(out / "vtp" / "model.pt"), "--out", str(pruned)]) == 0
     assert load_checkpoint(pruned)[1].model.bdm_input == "token"
-    reading = write_config(tmp_path / "reading.yaml", synthetic, {"bdm_input": "token_search_mean"}, val_datasets=[])
+    assert load_checkpoint(pruned)[0].quality is None
+    reading = write_config(tmp_path / "reading.yaml", synthetic, {"bdm_input": "token_search_mean", "quality_head": True},
+                           val_datasets=[])
     assert main(["train", "--config", str(reading), "--stage", "bdm", "--init", str(pruned),
                  "--epochs", "1", "--out", str(out)]) == 0
     for name in ("checkpoint.pt", "model.pt"):
         model, cfg, _ = load_checkpoint(out / "bdm" / name)
         assert cfg.model.bdm_input == "token_search_mean" and model.bdm_input == "token_search_mean"
-    assert yaml.safe_load((out / "bdm" / "config.yaml").read_text())["model"]["bdm_input"] == "token_search_mean"
-    # the added weights start at zero and were trained with the other gate parameters
+        assert cfg.model.quality_head and model.quality is not None
+    saved = yaml.safe_load((out / "bdm" / "config.yaml").read_text())["model"]
+    assert saved["bdm_input"] == "token_search_mean" and saved["quality_head"] is True
+    # the added weights start at zero and were trained: the BDMs' with the other gate parameters,
+    # the quality head's by its loss (logged)
     assert all(float(d.search_linear.weight.detach().abs().sum()) > 0 for d in model.backbone.decisions)
+    assert float(model.quality.out.weight.detach().abs().sum()) > 0
+    assert all(float(row["quality"]) > 0 for row in read_csv(out / "bdm" / "train_log.csv"))
     # a resumed stage keeps them
     assert main(["train", "--stage", "bdm", "--resume", str(out / "bdm" / "checkpoint.pt"),
                  "--epochs", "2", "--out", str(out)]) == 0
-    assert load_checkpoint(out / "bdm" / "model.pt")[0].bdm_input == "token_search_mean"
+    resumed = load_checkpoint(out / "bdm" / "model.pt")[0]
+    assert resumed.bdm_input == "token_search_mean" and resumed.quality is not None
 
 
 def test_clear_errors_for_bad_data_and_config(tmp_path, synthetic, capsys):

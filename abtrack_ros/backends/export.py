@@ -12,7 +12,7 @@ graph               function
                     bypass token), so the same graph serves BDM on and off
 ``head``            final LayerNorm + center head on the search tokens -> three maps (the
                     head with batch norm folded and its branches fused, as the torch
-                    backend runs it)
+                    backend runs it), and the quality map when the model has a quality head
 ==================  =====================================================================
 
 The BDM decisions stay in the driver (``gating.GatedDriver``). Graphs are exported once per
@@ -81,11 +81,13 @@ class _Head(nn.Module):
         super().__init__()
         self.norm = model.backbone.norm
         self.head = FusedCenterPredictor(model.head)
+        self.quality = model.quality
         self.side = model.backbone.search_side
 
     def forward(self, search_tokens: torch.Tensor):
         features = self.norm(search_tokens).transpose(1, 2).reshape(1, -1, self.side, self.side)
-        return self.head(features)
+        maps = self.head(features)
+        return maps if self.quality is None else (*maps, self.quality(features))
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,9 @@ def export_graphs(model: ABTrackModel, cache_root: Optional[Union[str, Path]] = 
             example = torch.randn(1, template_tokens + search_tokens + 1, dim)
             for index, block in enumerate(backbone.blocks):
                 _export(block, example, staged.path(graphs.block_name(index)), ["y"], dynamic_tokens=True)
+            head_outputs = ["score_map", "offset_map", "size_map"] + (["quality_map"] if source.quality is not None else [])
             _export(_Head(source), torch.randn(1, search_tokens, dim), staged.path("head"),
-                    ["score_map", "offset_map", "size_map"], dynamic_tokens=False)
+                    head_outputs, dynamic_tokens=False)
         manifest = {"graph_format": GRAPH_FORMAT, "opset": OPSET, "sha256": digest, "graphs": graphs.names(),
                     "torch": torch.__version__, "backbone": source.config.backbone}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))

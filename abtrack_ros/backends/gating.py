@@ -14,7 +14,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 import torch
 
-from abtrack_ros.model import ABTrackModel, ModelOutput, decode_boxes
+from abtrack_ros.model import ABTrackModel, ModelOutput, assemble_output
 
 Array = Any  # numpy.ndarray or torch.Tensor, whichever the backend's graphs take
 
@@ -34,7 +34,7 @@ class GraphOps(Protocol):
 
     def run_block(self, index: int, x: Array) -> Array: ...
 
-    def run_head(self, search_tokens: Array) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+    def run_head(self, search_tokens: Array) -> tuple[torch.Tensor, ...]: ...  # score, offset, size[, quality]
 
 
 class NumpyDecisions:
@@ -96,9 +96,7 @@ class GatedDriver:
                 x = ops.run_block(index, x)
             executed[index] = run
         start = template_tokens.shape[1]
-        score_map, offset_map, size_map = ops.run_head(x[:, start:start + search_tokens.shape[1]])
-        boxes, scores = decode_boxes(score_map, offset_map, size_map)
-        device = score_map.device
-        return ModelOutput(score_map, offset_map, size_map, boxes, scores,
-                           torch.tensor([probs], dtype=score_map.dtype, device=device),
-                           torch.tensor([executed], dtype=torch.bool, device=device))
+        maps = ops.run_head(x[:, start:start + search_tokens.shape[1]])
+        score_map = maps[0]
+        return assemble_output(maps, torch.tensor([probs], dtype=score_map.dtype, device=score_map.device),
+                               torch.tensor([executed], dtype=torch.bool, device=score_map.device))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from abtrack_ros.model import ABTrackModel, ModelOutput, decode_boxes
+from abtrack_ros.model import ABTrackModel, ModelOutput, assemble_output
 from abtrack_ros.model.head import FusedCenterPredictor
 
 from .base import InferenceBackend
@@ -37,6 +37,7 @@ class TorchBackend(InferenceBackend):
 
     def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         features = self.model.backbone(template_tokens, search)
-        score_map, offset_map, size_map = self.head(features.search_map)
-        boxes, scores = decode_boxes(score_map, offset_map, size_map)
-        return ModelOutput(score_map, offset_map, size_map, boxes, scores, features.bypass_probs, features.executed)
+        maps = self.head(features.search_map)
+        if self.model.quality is not None:
+            maps = (*maps, self.model.quality(features.search_map))
+        return assemble_output(maps, features.bypass_probs, features.executed)

@@ -2,17 +2,17 @@
 
 See docs/ARCHITECTURE.md (Model API) and docs/model.md.
 """
-from .abtrack import ABTrackModel, ModelOutput, add_model_parts, build_model
+from .abtrack import ABTrackModel, ModelOutput, add_model_parts, assemble_output, build_model
 from .checkpoint import CheckpointError, default_checkpoint_path, load_checkpoint, save_checkpoint
-from .head import CenterPredictor, decode_boxes
+from .head import CenterPredictor, QualityHead, decode_boxes
 from .pretrained import WeightLoadReport, interpolate_pos_embed, load_pretrained
 from .plan import PruningPlan
 from .pruning import apply_plan, prune_model
 
 __all__ = [
-    "ABTrackModel", "ModelOutput", "add_model_parts", "build_model",
+    "ABTrackModel", "ModelOutput", "add_model_parts", "assemble_output", "build_model",
     "CheckpointError", "default_checkpoint_path", "load_checkpoint", "save_checkpoint",
-    "CenterPredictor", "decode_boxes",
+    "CenterPredictor", "QualityHead", "decode_boxes",
     "WeightLoadReport", "interpolate_pos_embed", "load_pretrained",
     "PruningPlan", "apply_plan", "prune_model",
 ]

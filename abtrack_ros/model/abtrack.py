@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .backbone import OneStreamViT
-from .head import CenterPredictor, decode_boxes
+from .head import CenterPredictor, QualityHead, decode_boxes
 from .pretrained import WeightLoadReport, create_timm_vit, load_pretrained
 from .plan import PruningPlan
 
@@ -28,6 +28,16 @@ class ModelOutput:
     scores: torch.Tensor  # B, the score at the chosen cell
     bypass_probs: torch.Tensor  # B x N
     executed: torch.Tensor  # B x N bool
+    quality_map: Optional[torch.Tensor] = None  # B x 1 x H x W expected IoU per cell; None without a quality head
+
+
+def assemble_output(maps: tuple[torch.Tensor, ...], bypass_probs: torch.Tensor,
+                    executed: torch.Tensor) -> ModelOutput:
+    """The output of one forward pass from the head's maps (score, offset, size[, quality])."""
+    score_map, offset_map, size_map = maps[:3]
+    boxes, scores = decode_boxes(score_map, offset_map, size_map)
+    quality_map = maps[3] if len(maps) > 3 else None
+    return ModelOutput(score_map, offset_map, size_map, boxes, scores, bypass_probs, executed, quality_map)
 
 
 class ABTrackModel(nn.Module):
@@ -39,6 +49,7 @@ class ABTrackModel(nn.Module):
         self.backbone = OneStreamViT(timm_vit, cfg.template_size, cfg.search_size, cfg.n_enf,
                                      cfg.drop_path_rate, cfg.patch_embed, cfg.bdm_input)
         self.head = CenterPredictor(timm_vit.embed_dim, cfg.head_channels)
+        self.quality: Optional[QualityHead] = QualityHead(timm_vit.embed_dim) if cfg.quality_head else None
         self.bdm_enabled = cfg.bdm
         self.bypass_threshold = cfg.bypass_threshold
         self.pruning_plan: Optional[PruningPlan] = None
@@ -79,6 +90,13 @@ class ABTrackModel(nn.Module):
         self.backbone.set_bdm_input(bdm_input)
         self.config = dataclasses.replace(self.config, bdm_input=bdm_input)
 
+    def add_quality_head(self) -> None:
+        """Add the quality head (its output layer at zero: boxes and scores are unchanged)."""
+        if self.quality is None:
+            weight = self.head.score[0].weight
+            self.quality = QualityHead(self.backbone.pos_search.shape[-1]).to(weight.device, weight.dtype)
+            self.config = dataclasses.replace(self.config, quality_head=True)
+
     @property
     def forced_pattern(self) -> Optional[list[bool]]:
         return self.backbone.forced_pattern
@@ -109,10 +127,10 @@ class ABTrackModel(nn.Module):
 
     def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         features = self.backbone(template_tokens, search)
-        score_map, offset_map, size_map = self.head(features.search_map)
-        boxes, scores = decode_boxes(score_map, offset_map, size_map)
-        return ModelOutput(score_map, offset_map, size_map, boxes, scores,
-                           features.bypass_probs, features.executed)
+        maps = self.head(features.search_map)
+        if self.quality is not None:
+            maps = (*maps, self.quality(features.search_map))
+        return assemble_output(maps, features.bypass_probs, features.executed)
 
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         return self.forward_embedded(self.embed_template(template), search)
@@ -122,10 +140,13 @@ def add_model_parts(model: ABTrackModel, wanted: ModelConfig) -> ModelConfig:
     """Give a trained ``model`` the optional parts that ``wanted`` asks for and it lacks (they
     start as no-ops, so its outputs are unchanged); returns its model config afterwards.
 
-    Only ``bdm_input`` can be added; every other architecture field comes from the checkpoint.
+    Only ``bdm_input`` and ``quality_head`` can be added; every other architecture field comes
+    from the checkpoint, and a part the model has is never removed.
     """
     if wanted.bdm_input != model.bdm_input:
         model.set_bdm_input(wanted.bdm_input)
+    if wanted.quality_head:
+        model.add_quality_head()
     return model.config
 
 

@@ -50,7 +50,7 @@ def _resolved_config(model: ABTrackModel, cfg: ABTrackConfig) -> ABTrackConfig:
     """``cfg`` with the model section describing the model as it is now (switches may have moved)."""
     model_cfg = dataclasses.replace(
         cfg.model, bdm=model.bdm_enabled, bypass_threshold=model.bypass_threshold,
-        vtp_masks=model.has_vtp_masks, bdm_input=model.bdm_input)
+        vtp_masks=model.has_vtp_masks, bdm_input=model.bdm_input, quality_head=model.quality is not None)
     for name in ("backbone", "depth", "template_size", "search_size", "patch_embed", "n_enf", "head_channels"):
         if getattr(model_cfg, name) != getattr(model.config, name):
             raise ValueError(f"config model.{name}={getattr(model_cfg, name)!r} does not describe the "

@@ -1,4 +1,5 @@
-"""Center head: score, offset and size maps from the search feature map, and box decoding.
+"""Center head: score, offset and size maps from the search feature map, box decoding, and the
+optional quality head (a per-cell estimate of the decoded box's IoU).
 
 ``FusedCenterPredictor`` is the same head prepared for inference: batch norm folded into the
 convolutions and the three branches run as one stack of grouped convolutions.
@@ -49,6 +50,33 @@ class CenterPredictor(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return clamped_sigmoid(self.score(features)), self.offset(features), clamped_sigmoid(self.size(features))
+
+
+# Hidden width of the quality head's per-cell MLP.
+QUALITY_HIDDEN = 64
+
+
+class QualityHead(nn.Module):
+    """Quality map ``B x 1 x H x W``: per cell, the IoU the box decoded at that cell is expected to
+    have with the target (0 where the target is not), trained in the tracker's own outputs
+    (``training.losses.quality_loss``). A two-layer MLP (1x1 convolutions) on the cell's feature
+    and the map's mean feature, which tells a cell what else the search region holds.
+
+    The output layer starts at zero (every cell predicts 0.5), so the head can be added to a
+    trained model without changing its boxes or scores.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = QUALITY_HIDDEN) -> None:
+        super().__init__()
+        self.hidden = nn.Conv2d(2 * in_channels, hidden, 1)
+        self.out = nn.Conv2d(hidden, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        context = features.mean(dim=(2, 3), keepdim=True).expand_as(features)
+        hidden = F.relu(self.hidden(torch.cat([features, context], dim=1)))
+        return clamped_sigmoid(self.out(hidden))
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -162,6 +190,18 @@ def _conv(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return layer(x)
 
 
+def cell_boxes(offset_map: torch.Tensor, size_map: torch.Tensor) -> torch.Tensor:
+    """``B x (H * W) x 4``: the box (cx, cy, w, h normalised to the crop) decoded at every cell, in
+    row-major cell order: centre ``(cell + offset) / (W, H)``, size from the size map."""
+    batch, _, height, width = size_map.shape
+    rows, cols = torch.meshgrid(torch.arange(height, device=size_map.device),
+                                torch.arange(width, device=size_map.device), indexing="ij")
+    cell = torch.stack([cols.flatten(), rows.flatten()]).to(offset_map.dtype).unsqueeze(0)
+    extent = torch.tensor([width, height], dtype=offset_map.dtype, device=offset_map.device).view(1, 2, 1)
+    centre = (cell + offset_map.flatten(2)) / extent
+    return torch.cat([centre, size_map.flatten(2).to(centre.dtype)], dim=1).transpose(1, 2)
+
+
 def decode_boxes(score_map: torch.Tensor, offset_map: torch.Tensor,
                  size_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Boxes ``B x 4`` (cx, cy, w, h normalised to the crop) at the score argmax, and its score.
@@ -176,10 +216,5 @@ def decode_boxes(score_map: torch.Tensor, offset_map: torch.Tensor,
         if tuple(tensor.shape) != (batch, 2, height, width):
             raise ValueError(f"{name} must be {batch} x 2 x {height} x {width}, got {tuple(tensor.shape)}")
     scores, index = score_map.flatten(1).max(dim=1)
-    gather = index.view(batch, 1, 1).expand(batch, 2, 1)
-    offset = offset_map.flatten(2).gather(2, gather).squeeze(2)
-    size = size_map.flatten(2).gather(2, gather).squeeze(2)
-    cell = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=1)
-    extent = torch.tensor([width, height], dtype=offset.dtype, device=offset.device)
-    centre = (cell.to(offset.dtype) + offset) / extent
-    return torch.cat([centre, size], dim=1), scores
+    boxes = cell_boxes(offset_map, size_map).gather(1, index.view(batch, 1, 1).expand(batch, 1, 4))
+    return boxes.squeeze(1), scores

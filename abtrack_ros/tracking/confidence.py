@@ -1,8 +1,8 @@
 """How far to trust a tracking step: cues from the score map and the track, one logistic confidence.
 
-Every cue is computed from what the model already outputs (the raw score map and the decoded box)
-and the previous step's box; none needs a model change. The cues (docs/tracking.md, "Confidence,
-LOST state and re-acquisition"):
+Every cue is computed from what the model outputs (the raw score map, the decoded box and, with a
+quality head, the quality map) and the previous step's box. The cues (docs/tracking.md,
+"Confidence, LOST state and re-acquisition"):
 - ``peak_logit``: logit of the raw score at the chosen cell;
 - ``sharpness``: the share of the map's total score within ``radius`` cells of the peak (a single
   sharp peak -> near 1, a flat map -> the near cells' share of the area);
@@ -12,7 +12,9 @@ LOST state and re-acquisition"):
 - ``size_change``: ``|log|`` of the box's side change since the previous step (sqrt of the area ratio);
 - ``appearance``: how well the colours inside the box match those of the target when it was
   initialised (Bhattacharyya coefficient of hue-saturation histograms, 0..1): a look-alike of
-  another colour, or background clutter, scores low.
+  another colour, or background clutter, scores low;
+- ``quality_logit``: logit of the quality head's estimate of the box's IoU at the chosen cell
+  (0, neutral, for a model without a quality head; its weight must then be 0).
 ``confidence = sigmoid(bias + sum(weight_cue * cue))`` with the weights of ``tracker.confidence``
 (data in the config, fitted per model by ``benchmarks/fit_confidence.py``).
 """
@@ -123,9 +125,11 @@ def appearance(histogram: np.ndarray | None, template_histogram: np.ndarray | No
 
 def step_cues(score_map: np.ndarray, peak: tuple[int, int], radius: int,
               box_xywh: np.ndarray, previous_xywh: np.ndarray,
-              frame_rgb: np.ndarray, template_histogram: np.ndarray | None) -> dict[str, float]:
+              frame_rgb: np.ndarray, template_histogram: np.ndarray | None,
+              quality: float | None = None) -> dict[str, float]:
     """All cues of one step, keyed as CUE_NAMES. ``score_map`` is the raw ``H x W`` map;
-    ``template_histogram`` the ``colour_histogram`` of the target at initialisation."""
+    ``template_histogram`` the ``colour_histogram`` of the target at initialisation; ``quality``
+    the quality map's value at ``peak`` (None without a quality head)."""
     return {
         "peak_logit": peak_logit(score_map[peak]),
         "sharpness": sharpness(score_map, peak, radius),
@@ -133,6 +137,7 @@ def step_cues(score_map: np.ndarray, peak: tuple[int, int], radius: int,
         "jump": jump(box_xywh, previous_xywh),
         "size_change": size_change(box_xywh, previous_xywh),
         "appearance": appearance(colour_histogram(frame_rgb, box_xywh), template_histogram),
+        "quality_logit": 0.0 if quality is None else peak_logit(quality),
     }
 
 

@@ -72,6 +72,7 @@ class Decoded:
     score: float  # raw (un-windowed) score at the chosen cell
     score_map: np.ndarray  # the raw H x W score map
     peak: tuple[int, int]  # (row, column) of the chosen cell
+    quality: Optional[float] = None  # the quality map at the chosen cell (None without a quality head)
 
 
 class PatchNormaliser:
@@ -116,6 +117,9 @@ class Tracker:
             raise ValueError("half precision (fp16) is only supported on a CUDA device; use half=False on CPU")
         if backend_options.bf16 and (half or self.device.type != "cpu"):
             raise ValueError("bf16 is a CPU precision; on CUDA use half (fp16)")
+        if cfg.confidence.quality_logit != 0 and getattr(model, "quality", None) is None:
+            raise ValueError("tracker.confidence.quality_logit is not 0 but the model has no quality head "
+                             "(model.quality_head): set the weight to 0 or use a model trained with one")
         self.cfg = cfg
         self.half = half
         self.dtype = torch.float16 if half else torch.bfloat16 if backend_options.bf16 else torch.float32
@@ -235,7 +239,7 @@ class Tracker:
         decoded = self._decode(out, window, width, height)
         radius = conf.cue_radius(decoded.score_map.shape[0], self.cfg.search_factor)
         cues = conf.step_cues(decoded.score_map, decoded.peak, radius, decoded.box, self._previous_box,
-                              frame, self._template_histogram)
+                              frame, self._template_histogram, decoded.quality)
         confidence = conf.combine(cues, self.cfg.confidence)
         low_reason = REASON_COMPETING_PEAK if cues["competitor"] >= conf.COMPETING_PEAK else REASON_LOW_CONFIDENCE
         step = self._lost.update(confidence, self.cfg, low_reason)
@@ -276,7 +280,8 @@ class Tracker:
         peak = divmod(int(torch.argmax(ranked_map[0].flatten())), raw_map.shape[1])
         box = geo.clip_box(geo.box_from_crop(boxes[0].cpu().numpy(), window), width, height,
                            min_size=geo.MIN_BOX_SIDE_PX)
-        return Decoded(box=box, score=float(raw_map[peak]), score_map=raw_map, peak=peak)
+        quality = None if out.quality_map is None else float(out.quality_map[0, 0, peak[0], peak[1]])
+        return Decoded(box=box, score=float(raw_map[peak]), score_map=raw_map, peak=peak, quality=quality)
 
     def _hann_window(self, size: int) -> torch.Tensor:
         if self._hann is None or self._hann.shape[-1] != size:

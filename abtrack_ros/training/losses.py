@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from abtrack_ros.model.head import cell_boxes
+
 # Weighted focal loss of CornerNet / CenterNet.
 FOCAL_ALPHA = 2.0
 FOCAL_BETA = 4.0
@@ -128,6 +130,28 @@ def distillation_loss(score_map: Tensor, boxes: Tensor, teacher_score_map: Tenso
     return kl.mean() + l1_box_loss(boxes.float(), teacher_boxes.detach().float())
 
 
+def quality_loss(quality_map: Tensor, score_map: Tensor, offset_map: Tensor, size_map: Tensor,
+                 target_boxes: Tensor, present: Tensor | None = None) -> Tensor:
+    """Teaches the quality map the IoU of the box decoded at each cell with the target (0 on
+    negative pairs, where ``present`` is 0): the binary KL divergence from that IoU, 0 when the
+    map predicts it exactly. Cells are weighted by their (detached) score plus a uniform share,
+    so the loss follows the cells the tracker may choose, a look-alike's peak included, and still
+    sees every cell; each pair's weights sum to 1, and the pairs are averaged."""
+    batch, _, height, width = score_map.shape
+    boxes = cell_boxes(offset_map.detach().float(), size_map.detach().float())
+    targets = target_boxes.detach().float()[:, None].expand_as(boxes)
+    _, iou = giou_and_iou(boxes.reshape(-1, 4), targets.reshape(-1, 4))
+    iou = iou.view(batch, -1).clamp(0.0, 1.0)
+    if present is not None:
+        iou = iou * present.reshape(-1, 1).to(iou.dtype)
+    weight = score_map.detach().float().flatten(1) + 1.0 / (height * width)
+    weight = weight / weight.sum(dim=1, keepdim=True)
+    pred = quality_map.float().flatten(1).clamp(PROB_EPS, 1.0 - PROB_EPS)
+    kl = (torch.xlogy(iou, iou) - iou * torch.log(pred)
+          + torch.xlogy(1.0 - iou, 1.0 - iou) - (1.0 - iou) * torch.log(1.0 - pred))
+    return (kl * weight).sum(dim=1).mean()
+
+
 SPARSITY_SPREADS = ("loss", "standardised")
 # Batch standard deviation below which a standardised spread treats the batch as uniform.
 SPREAD_STD_FLOOR = 1e-6
@@ -182,6 +206,7 @@ class LossWeights:
     sparsity_spread: str = "loss"
     vtp_l1: float = 1e-4
     distill: float = 0.0
+    quality: float = 1.0
 
 
 @dataclass
@@ -211,6 +236,7 @@ class TrackingCriterion:
         mask_l1: Tensor | None = None,
         teacher: tuple[Tensor, Tensor] | None = None,
         present: Tensor | None = None,
+        quality: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> LossTerms:
         """``mask_l1`` is sum_k |D1^k|_1 + |D2^k|_1 (the model's ``l1_masks()``) in the VTP stage;
         ``teacher`` is the (score map, boxes) of the distillation teacher in the BDM stage;
@@ -219,7 +245,8 @@ class TrackingCriterion:
         instead of positives (one per pair with a target), the box terms and the returned IoU
         leave them out, and their sparsity target is that of a pair with the present pairs' mean
         loss. The distillation term still compares their boxes with the teacher's. None = every
-        target present (the paper's loss, computed as before)."""
+        target present (the paper's loss, computed as before). ``quality`` is the (quality map,
+        offset map, size map) of a model with a quality head (``quality_loss``)."""
         w = self.weights
         heatmap = gaussian_heatmap(target_boxes, self.map_size).to(score_map.device)
         pred_boxes, target_boxes = pred_boxes.float(), target_boxes.float()
@@ -258,5 +285,9 @@ class TrackingCriterion:
             distill = distillation_loss(score_map, pred_boxes, *teacher)
             total = total + w.distill * distill
             terms["distill"] = distill.item()
+        if quality is not None:
+            quality_term = quality_loss(quality[0], score_map, quality[1], quality[2], target_boxes, present)
+            total = total + w.quality * quality_term
+            terms["quality"] = quality_term.item()
         terms["loss"] = total.item()
         return LossTerms(total=total, terms=terms, iou=iou.detach())

@@ -58,7 +58,7 @@ MODEL_FILE = "model.pt"
 GATE_PARAM_PREFIXES = ("backbone.decisions.", "backbone.bypass_token")
 MASK_PARAM_SUFFIXES = (".inner_mask", ".hidden_mask")
 TRAIN_COLUMNS = ["stage", "epoch", "step", "pairs", "lr_backbone", "loss", "focal", "giou", "l1",
-                 "spar", "tau_std", "vtp_l1", "distill", "iou", "executed_blocks", "pairs_per_s"]
+                 "spar", "tau_std", "vtp_l1", "distill", "quality", "iou", "executed_blocks", "pairs_per_s"]
 VAL_COLUMNS = ["stage", "epoch", "pairs", "mean_iou", "mean_executed_blocks", "num_blocks"]
 
 
@@ -144,7 +144,7 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
         (0.0 <= t.brightness_jitter < 1.0, "train.brightness_jitter must be in [0, 1)"),
         (0.0 <= t.negative_pair_prob < 1.0, "train.negative_pair_prob must be in [0, 1)"),
         (min(t.focal_weight, t.giou_weight, t.l1_weight, t.sparsity_weight, t.vtp_l1_weight,
-             t.distill_weight) >= 0,
+             t.distill_weight, t.quality_weight) >= 0,
          "train loss weights must be >= 0"),
     ]
     for name in ("stage1_vtp", "stage3_bdm"):
@@ -184,7 +184,7 @@ def loss_weights(cfg: ABTrackConfig) -> LossWeights:
     return LossWeights(focal=t.focal_weight, giou=t.giou_weight, l1=t.l1_weight,
                        sparsity=t.sparsity_weight, tau0=t.tau0, sparsity_slope=t.sparsity_slope,
                        adaptive_tau=t.adaptive_tau, sparsity_spread=t.sparsity_spread, vtp_l1=t.vtp_l1_weight,
-                       distill=t.distill_weight)
+                       distill=t.distill_weight, quality=t.quality_weight)
 
 
 def load_sources(specs: list[DatasetSpec], what: str) -> list[WeightedSource]:
@@ -221,7 +221,8 @@ def prepare_for_stage(model: ABTrackModel, stage: str) -> ABTrackModel:
 def resolved_config(cfg: ABTrackConfig, model: ABTrackModel) -> ABTrackConfig:
     """The config as the model now is (switches moved by the stages)."""
     return dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, bdm=model.bdm_enabled, vtp_masks=model.has_vtp_masks, bdm_input=model.bdm_input))
+        cfg.model, bdm=model.bdm_enabled, vtp_masks=model.has_vtp_masks, bdm_input=model.bdm_input,
+        quality_head=model.quality is not None))
 
 
 def param_groups(model: nn.Module, s: StageConfig, weight_decay: float) -> list[dict]:
@@ -408,6 +409,7 @@ class StageTrainer:
             mask_l1=self.model.l1_masks() if self.stage == "vtp" else None,
             teacher=teacher,
             present=batch["present"].to(device) if self.cfg.train.negative_pair_prob > 0 else None,
+            quality=(out.quality_map, out.offset_map, out.size_map) if out.quality_map is not None else None,
         )
         return out, terms
 
@@ -501,7 +503,8 @@ class Pipeline:
         # and a stage started with --init may add optional parts (add_model_parts).
         model_cfg = ckpt_cfg.model
         if opts.init is not None and file_cfg is not None:
-            model_cfg = dataclasses.replace(model_cfg, bdm_input=add_model_parts(model, file_cfg.model).bdm_input)
+            added = add_model_parts(model, file_cfg.model)
+            model_cfg = dataclasses.replace(model_cfg, bdm_input=added.bdm_input, quality_head=added.quality_head)
         cfg = apply_overrides(dataclasses.replace(file_cfg or ckpt_cfg, model=model_cfg), opts)
         validate_train_config(cfg)
         if opts.resume is not None:

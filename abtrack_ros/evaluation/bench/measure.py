@@ -191,15 +191,20 @@ def time_blocks(trackers: dict[str, Tracker], seq: BenchSequence, watch: Stopwat
 def time_head(tracker: Tracker, seq: BenchSequence, watch: Stopwatch,
               settings: BenchSettings) -> tuple[dict[str, float], dict]:
     """The center head as the backends run it (BN folded, branches fused) and as the model holds
-    it, interleaved on the same search features; returns the times and the fused/unfused spread."""
+    it, interleaved on the same search features (and the quality head, for a model that has
+    one); returns the times and the fused/unfused spread."""
     model = tracker.model
     fused = FusedCenterPredictor(model.head)
     with torch.inference_mode():
         tokens = model.embed_template(tracker.normalise(seq.template_patch))
         features = model.backbone(tokens, tracker.normalise(seq.search_patches[0])).search_map
-    timed = settings.time([Job("fused", lambda: fused(features)), Job("unfused", lambda: model.head(features))],
-                          watch, settings.block_iterations)
+    jobs = [Job("fused", lambda: fused(features)), Job("unfused", lambda: model.head(features))]
+    if model.quality is not None:
+        jobs.append(Job("quality", lambda: model.quality(features)))
+    timed = settings.time(jobs, watch, settings.block_iterations)
     times = {"head_ms": timed["fused"].stats().median_ms, "head_unfused_ms": timed["unfused"].stats().median_ms}
+    if model.quality is not None:
+        times["quality_head_ms"] = timed["quality"].stats().median_ms
     return times, spread(per_round_ratios(timed["fused"].round_medians(), timed["unfused"].round_medians()), pivot=1.0)
 
 
@@ -214,12 +219,13 @@ def time_confidence(tracker: Tracker, seq: BenchSequence, watch: Stopwatch, sett
         out = tracker.backend.forward_embedded(tokens, tracker.normalise(seq.search_patches[0]))
     score_map = out.score_map.float()[0, 0].cpu().numpy()
     peak = divmod(int(np.argmax(score_map)), score_map.shape[1])
+    quality = None if out.quality_map is None else float(out.quality_map[0, 0, peak[0], peak[1]])
     radius = conf.cue_radius(score_map.shape[0], tracker.cfg.search_factor)
     template_histogram = conf.colour_histogram(seq.frames[0], seq.boxes[0])
     frame, box, previous = seq.frames[1], seq.boxes[1], seq.boxes[0]
 
     def step() -> None:
-        cues = conf.step_cues(score_map, peak, radius, box, previous, frame, template_histogram)
+        cues = conf.step_cues(score_map, peak, radius, box, previous, frame, template_histogram, quality)
         conf.combine(cues, tracker.cfg.confidence)
 
     timed = settings.time([Job("confidence", step)], watch, settings.block_iterations)
