@@ -102,6 +102,8 @@ class StageConfig:
     lr_head: float = 4e-4
     # The BDMs, the bypass token and the VTP masks (the parameters a stage adds); None = lr_head.
     lr_gates: Optional[float] = None
+    # The quality head (model.quality_head), which starts untrained on a trained model; None = lr_head.
+    lr_quality: Optional[float] = None
     # Step decay: every learning rate is multiplied by lr_drop_factor from epoch lr_drop_epoch on.
     lr_drop_epoch: Optional[int] = None
     lr_drop_factor: float = 0.1

@@ -53,6 +53,20 @@ def test_bdm_stage_refuses_relaxed_masks_and_trains_the_gates():
     assert len(groups["gates"]["params"]) == 2 * (model.num_blocks - model.n_enf) + 1
 
 
+def test_the_quality_head_and_the_search_reading_bdms_get_their_groups():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(template_size=32, search_size=64, head_channels=16, quality_head=True,
+                                    bdm_input="token_search_mean"))
+    model = prepare_for_stage(model, "bdm")
+    groups = {g["name"]: g for g in param_groups(model, StageConfig(lr_head=3e-4, lr_gates=1e-2), 1e-4)}
+    assert groups["quality"]["lr"] == 3e-4  # lr_quality None -> lr_head
+    assert {id(p) for p in groups["quality"]["params"]} == {id(p) for p in model.quality.parameters()}
+    # each BDM: linear weight and bias, and the search weights
+    assert len(groups["gates"]["params"]) == 3 * (model.num_blocks - model.n_enf) + 1
+    groups = {g["name"]: g for g in param_groups(model, StageConfig(lr_quality=2e-3), 1e-4)}
+    assert groups["quality"]["lr"] == 2e-3 and groups["quality"]["base_lr"] == 2e-3
+
+
 def test_lr_step_decay():
     stage = StageConfig(lr_drop_epoch=2, lr_drop_factor=0.1)
     assert [lr_factor(stage, e) for e in range(4)] == [1.0, 1.0, 0.1, 0.1]

@@ -149,7 +149,7 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
     ]
     for name in ("stage1_vtp", "stage3_bdm"):
         s: StageConfig = getattr(t, name)
-        lrs = [s.lr_backbone, s.lr_head] + ([s.lr_gates] if s.lr_gates is not None else [])
+        lrs = [s.lr_backbone, s.lr_head] + [lr for lr in (s.lr_gates, s.lr_quality) if lr is not None]
         checks += [
             (s.epochs >= 1, f"train.{name}.epochs must be >= 1"),
             (s.pairs_per_epoch >= 1, f"train.{name}.pairs_per_epoch must be >= 1"),
@@ -226,9 +226,9 @@ def resolved_config(cfg: ABTrackConfig, model: ABTrackModel) -> ABTrackConfig:
 
 
 def param_groups(model: nn.Module, s: StageConfig, weight_decay: float) -> list[dict]:
-    """AdamW groups: backbone, head, gates (BDMs, bypass token) and VTP masks (no weight decay:
-    their regulariser is the L1 term)."""
-    named: dict[str, list[nn.Parameter]] = {"backbone": [], "head": [], "gates": [], "masks": []}
+    """AdamW groups: backbone, head, gates (BDMs, bypass token), VTP masks (no weight decay:
+    their regulariser is the L1 term) and the quality head."""
+    named: dict[str, list[nn.Parameter]] = {"backbone": [], "head": [], "gates": [], "masks": [], "quality": []}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -238,11 +238,14 @@ def param_groups(model: nn.Module, s: StageConfig, weight_decay: float) -> list[
             named["gates"].append(param)
         elif name.startswith("head."):
             named["head"].append(param)
+        elif name.startswith("quality."):
+            named["quality"].append(param)
         else:
             named["backbone"].append(param)
     lr_gates = s.lr_head if s.lr_gates is None else s.lr_gates
+    lr_quality = s.lr_head if s.lr_quality is None else s.lr_quality
     settings = {"backbone": (s.lr_backbone, weight_decay), "head": (s.lr_head, weight_decay),
-                "gates": (lr_gates, weight_decay), "masks": (lr_gates, 0.0)}
+                "gates": (lr_gates, weight_decay), "masks": (lr_gates, 0.0), "quality": (lr_quality, weight_decay)}
     return [{"name": name, "params": params, "lr": settings[name][0], "base_lr": settings[name][0],
              "weight_decay": settings[name][1]}
             for name, params in named.items() if params]
