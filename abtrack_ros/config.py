@@ -152,6 +152,9 @@ class TrainConfig:
     # difference from the batch mean) or "standardised" (slope x that difference in batch
     # standard deviations); docs/training.md.
     sparsity_spread: str = "loss"
+    # Stage bdm only, an addition to the paper: scale of the logistic noise on the BDM logits
+    # before the hard training-time decision, so that other paths get explored (0 = off).
+    gate_noise: float = 0.0
     vtp_l1_weight: float = 1e-4
     # Stage bdm only, an addition to the paper: weight of a distillation term pulling the
     # bypassed model's score map and box toward those of the same model with every block run,

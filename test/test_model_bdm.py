@@ -236,3 +236,27 @@ def test_search_input_is_saved_and_rebuilt_from_the_checkpoint(tmp_path):
     template, search = images(model.config, batch=2)
     with torch.no_grad():
         assert torch.equal(loaded(template, search).bypass_probs, model(template, search).bypass_probs)
+
+
+def test_gate_noise_explores_other_paths_in_training_only():
+    model = small_model(bdm=True)
+    set_bypass_logits(model, [1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.0, 1.5, -1.5])  # near the threshold
+    template, search = images(model.config, batch=4)
+    tokens = model.embed_template(template)
+    model.train()
+    plain = [model.backbone(tokens, search).executed for _ in range(2)]
+    assert torch.equal(plain[0], plain[1])  # the paper's gate: deterministic
+    model.backbone.gate_noise = 2.0
+    torch.manual_seed(0)
+    noisy = [model.backbone(tokens, search) for _ in range(4)]
+    assert any(not torch.equal(out.executed, plain[0]) for out in noisy)
+    assert len({tuple(out.executed.flatten().tolist()) for out in noisy}) > 1
+    for out in noisy:  # the reported probabilities (the sparsity loss's input) are not noisy
+        assert torch.allclose(out.bypass_probs, noisy[0].bypass_probs)
+    out = model.backbone(tokens, search)
+    out.search_map.sum().backward()  # the straight-through gradient still reaches the BDMs
+    assert float(model.backbone.decisions[0].linear.bias.grad.abs()) > 0
+    model.eval()
+    with torch.no_grad():
+        evaluated = [model.backbone(tokens, search).executed for _ in range(3)]
+    assert all(torch.equal(e, evaluated[0]) for e in evaluated)  # inference ignores the noise

@@ -115,6 +115,9 @@ def test_overrides_apply_to_both_stages_and_replace_datasets():
     ({"tau0": 1.5}, "tau0"),
     ({"stage3_bdm": StageConfig(lr_gates=-1.0)}, "stage3_bdm"),
     ({"stage1_vtp": StageConfig(epochs=0)}, "stage1_vtp.epochs"),
+    ({"gate_noise": -0.5}, "gate_noise"),
+    ({"quality_weight": -1.0}, "loss weights"),
+    ({"stage3_bdm": StageConfig(lr_quality=0.0)}, "stage3_bdm learning rates"),
 ])
 def test_config_values_are_checked(change, message):
     cfg = ABTrackConfig()
@@ -122,6 +125,21 @@ def test_config_values_are_checked(change, message):
     with pytest.raises(TrainingError, match=message):
         validate_train_config(cfg)
     validate_train_config(ABTrackConfig())
+
+
+def test_gate_noise_is_switched_on_for_the_bdm_stage_only(tmp_path):
+    from abtrack_ros.training.trainer import StageTrainer
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(template_size=32, search_size=64, head_channels=16))
+    cfg = ABTrackConfig(model=model.config)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, gate_noise=1.5))
+    ctx = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    StageTrainer("bdm", prepare_for_stage(model, "bdm"), cfg, ctx, tmp_path / "bdm", "test")
+    assert model.backbone.gate_noise == 1.5
+    model.add_vtp_masks()
+    StageTrainer("vtp", prepare_for_stage(model, "vtp"), cfg, ctx, tmp_path / "vtp", "test")
+    assert model.backbone.gate_noise == 0.0
 
 
 def test_single_process_context_without_torchrun(monkeypatch):

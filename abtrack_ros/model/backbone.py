@@ -21,6 +21,8 @@ from .pretrained import interpolate_pos_embed
 # Initial BDM bias: sigmoid(-3) ~ 0.05, so a freshly added BDM runs every block and the
 # fine-tuning starts from the behaviour of the model without BDMs.
 BDM_INIT_BIAS = -3.0
+# Keeps the logistic noise and the logit of a saturated probability finite.
+GATE_NOISE_EPS = 1e-6
 # What a BDM reads: the bypass token alone (the paper), or also the mean of the search tokens.
 BDM_INPUTS = ("token", "token_search_mean")
 
@@ -109,6 +111,9 @@ class OneStreamViT(nn.Module):
         self.bdm_enabled = False
         self.bypass_threshold = 0.5
         self.forced_pattern: Optional[list[bool]] = None
+        # Training only: scale of the logistic noise added to the BDM logits before the hard
+        # decision (train.gate_noise; 0 = the paper's deterministic gate).
+        self.gate_noise = 0.0
 
     @property
     def num_blocks(self) -> int:
@@ -190,8 +195,17 @@ class OneStreamViT(nn.Module):
 
     def _run_straight_through(self, block: nn.Module, x: torch.Tensor,
                               p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training: hard skip in the forward pass, gradient of the soft gate (1 - p) backward."""
-        hard = (p <= self.bypass_threshold).to(x.dtype)
+        """Training: hard skip in the forward pass, gradient of the soft gate (1 - p) backward.
+
+        With ``gate_noise`` the hard decision is taken on ``sigmoid(logit(p) + gate_noise * L)``,
+        ``L`` standard logistic noise, so that paths near the threshold get explored; the gradient
+        is still that of ``p``."""
+        decide = p.detach().float()
+        if self.gate_noise > 0:
+            uniform = torch.rand_like(decide).clamp(GATE_NOISE_EPS, 1.0 - GATE_NOISE_EPS)
+            noise = torch.log(uniform) - torch.log1p(-uniform)
+            decide = torch.sigmoid(torch.logit(decide, eps=GATE_NOISE_EPS) + self.gate_noise * noise)
+        hard = (decide <= self.bypass_threshold).to(x.dtype)
         soft = 1.0 - p
         gate = (hard + soft - soft.detach()).view(-1, 1, 1)
         return x + gate * (block(x) - x), hard.bool()

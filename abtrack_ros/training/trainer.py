@@ -143,6 +143,7 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
          "train.grayscale_prob and train.flip_prob must be in [0, 1]"),
         (0.0 <= t.brightness_jitter < 1.0, "train.brightness_jitter must be in [0, 1)"),
         (0.0 <= t.negative_pair_prob < 1.0, "train.negative_pair_prob must be in [0, 1)"),
+        (t.gate_noise >= 0, "train.gate_noise must be >= 0"),
         (min(t.focal_weight, t.giou_weight, t.l1_weight, t.sparsity_weight, t.vtp_l1_weight,
              t.distill_weight, t.quality_weight) >= 0,
          "train loss weights must be >= 0"),
@@ -318,6 +319,7 @@ class StageTrainer:
         self.stage, self.model, self.cfg, self.ctx = stage, model, cfg, ctx
         self.folder, self.revision = folder, revision
         self.settings = stage_config(cfg, stage)
+        model.backbone.gate_noise = cfg.train.gate_noise if stage == "bdm" else 0.0
         self.criterion = TrackingCriterion(loss_weights(cfg), map_size=model.backbone.search_side)
         self.optimizer = torch.optim.AdamW(param_groups(model, self.settings, cfg.train.weight_decay))
         self.amp_dtype = forward_dtype(cfg, ctx.device)
