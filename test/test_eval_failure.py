@@ -46,6 +46,13 @@ def test_auroc_leaves_out_in_between_and_unscored_steps():
     assert inverted.summary()["confidence_auroc"] == 0.0
     partial = FailureCounts.compute(ious, present, np.array([0.9, np.nan, 0.5, 0.2, 0.95]), None)
     assert partial.summary()["confidence_auroc"] == 0.5  # the NaN score is left out
+    assert perfect.summary()["raw_score_auroc"] is None  # no raw score given
+    # the raw peak score is scored the same way, apart from the confidence
+    both = FailureCounts.compute(ious, present, np.array([0.9, 0.8, 0.01, 0.2, 0.1]), None,
+                                 np.array([0.6, 0.1, 0.5, 0.7, np.nan]))
+    assert both.summary()["confidence_auroc"] == 1.0 and both.summary()["raw_score_auroc"] == 0.0
+    pooled = FailureCounts.pool([both, perfect]).summary()
+    assert pooled["raw_score_auroc"] == 0.0 and pooled["confidence_auroc"] == 1.0
 
 
 def test_truly_lost_and_runs():
@@ -116,11 +123,17 @@ def test_score_and_state_files_round_trip_and_old_folders(tmp_path):
     layout = ResultsLayout(tmp_path, "got10k")
     boxes = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [5, 6, 7, 8]], float)
     scores, states = np.array([np.nan, 0.75, 0.125]), np.array(["", T, L], dtype=object)
-    layout.write(SequenceResult("seq", boxes, np.zeros(3), scores=scores, states=states))
-    assert layout.state_path("seq").read_text() == "nan,-\n0.750000,TRACKING\n0.125000,LOST\n"
+    raw = np.array([np.nan, 0.5, 0.25])
+    layout.write(SequenceResult("seq", boxes, np.zeros(3), scores=scores, states=states, raw_scores=raw))
+    assert layout.state_path("seq").read_text() == "nan,-,nan\n0.750000,TRACKING,0.500000\n0.125000,LOST,0.250000\n"
     back = layout.read("seq", 3)
     np.testing.assert_array_equal(back.scores, scores)
+    np.testing.assert_array_equal(back.raw_scores, raw)
     assert back.states.tolist() == ["", T, L]
+    layout.state_path("seq").write_text("nan,-\n0.750000,TRACKING\n0.125000,LOST\n")  # before the raw column
+    two_columns = layout.read("seq", 3)
+    np.testing.assert_array_equal(two_columns.scores, scores)
+    assert two_columns.raw_scores is None and two_columns.states.tolist() == ["", T, L]
     layout.write(SequenceResult("peer", boxes, np.zeros(3), states=states))  # a state, no score
     assert layout.read("peer", 3).scores is None and layout.read("peer", 3).states.tolist() == ["", T, L]
     layout.state_path("seq").unlink()  # a folder written before the state files existed
@@ -130,6 +143,9 @@ def test_score_and_state_files_round_trip_and_old_folders(tmp_path):
     with pytest.raises(ResultsError, match="1 lines for a sequence of 3"):
         layout.read("seq", 3)
     layout.state_path("seq").write_text("0.5\nhigh,LOST\nnan,-\n")
+    with pytest.raises(ResultsError, match="score,state"):
+        layout.read("seq", 3)
+    layout.state_path("seq").write_text("0.5,TRACKING,0.4\n0.5,LOST\nnan,-,nan\n")  # mixed widths
     with pytest.raises(ResultsError, match="score,state"):
         layout.read("seq", 3)
 
@@ -170,9 +186,11 @@ def test_eval_reports_failure_sections(evaluated):
         assert overall["lost_frames"] >= 2 * 2 * 4 and overall["lost_recall"] is not None, name
     assert section["trackers"]["csrt"]["overall"]["confidence_auroc"] is None  # OpenCV: a success flag, no score
     failure_part = (out / "report.md").read_text().split("## Failure and re-acquisition")[1]
-    assert "\n| abtrack | " in failure_part and "\n| csrt | n/a | " in failure_part
+    assert "\n| abtrack | " in failure_part and "\n| csrt | n/a | n/a | " in failure_part
+    assert section["trackers"]["csrt"]["overall"]["raw_score_auroc"] is None
     states = (out / "results" / "abtrack" / "synth_val_00001" / "synth_val_00001_state.txt").read_text().split()
-    assert len(states) == 48 and states[0] == "nan,-" and {s.split(",")[1] for s in states[1:]} <= {T, L}
+    assert len(states) == 48 and states[0] == "nan,-,nan" and {s.split(",")[1] for s in states[1:]} <= {T, L}
+    assert all(0.0 <= float(s.split(",")[2]) <= 1.0 for s in states[1:])  # the raw peak score
 
 
 def test_rescoring_reproduces_failure_section_and_old_results_still_score(evaluated, tmp_path):
@@ -180,6 +198,14 @@ def test_rescoring_reproduces_failure_section_and_old_results_still_score(evalua
     first = json.loads((out / "metrics.json").read_text())["failure"]
     assert main(["eval", "--dataset", spec, "--results", str(out / "results"), "--out", str(tmp_path / "a")]) == 0
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["failure"] == first
+    # results written before the raw score (two columns) score the same, without the raw AUROC
+    for state_file in (out / "results").rglob("*_state.txt"):
+        rows = state_file.read_text().split()
+        state_file.write_text("\n".join(",".join(row.split(",")[:2]) for row in rows) + "\n")
+    assert main(["eval", "--dataset", spec, "--results", str(out / "results"), "--out", str(tmp_path / "c")]) == 0
+    two_columns = json.loads((tmp_path / "c" / "metrics.json").read_text())["failure"]["trackers"]["abtrack"]["overall"]
+    expected = dict(first["trackers"]["abtrack"]["overall"], raw_score_auroc=None)
+    assert two_columns == expected
     for state_file in (out / "results").rglob("*_state.txt"):
         state_file.unlink()
     assert main(["eval", "--dataset", spec, "--results", str(out / "results"), "--out", str(tmp_path / "b")]) == 0

@@ -6,7 +6,8 @@ Definitions (docs/tracking.md, section "Failure and re-acquisition"):
   valid box) or its IoU < FAIL_IOU; it is a *success* when the target is present and IoU >= SUCCESS_IOU.
 - ``confidence_auroc``: the chance that the score of a random success step beats that of a random
   truly-lost step, ties counting half (the ROC area of the score separating the two; steps in
-  between are left out): 1 = perfect, 0.5 = chance, 0 = inverted.
+  between are left out): 1 = perfect, 0.5 = chance, 0 = inverted. ``raw_score_auroc``: the same for
+  the model's raw peak score (what the confidence adds to it).
 - ``lost_precision``: share of LOST steps that are truly lost; ``lost_recall``: share of truly-lost
   steps in state LOST.
 - A *failure* is a maximal run of truly-lost steps, starting at its first step. Its detection delay
@@ -104,6 +105,8 @@ class FailureCounts:
 
     success_scores: np.ndarray  # scores of success steps that have one
     failure_scores: np.ndarray  # scores of truly-lost steps that have one
+    success_raw: np.ndarray  # the same for the model's raw peak score
+    failure_raw: np.ndarray
     lost_frames: int
     success_frames: int
     failures: int
@@ -121,16 +124,19 @@ class FailureCounts:
 
     @classmethod
     def compute(cls, ious: np.ndarray, present: np.ndarray, scores: np.ndarray | None,
-                states: np.ndarray | None) -> "FailureCounts":
-        """From per-step arrays of one sequence; ``scores`` NaN and ``states`` "" where the tracker gave none."""
+                states: np.ndarray | None, raw_scores: np.ndarray | None = None) -> "FailureCounts":
+        """From per-step arrays of one sequence; ``scores`` / ``raw_scores`` NaN and ``states`` ""
+        where the tracker gave none."""
         present = np.asarray(present, dtype=bool)
         lost = truly_lost(ious, present)
         success = present & (np.nan_to_num(np.asarray(ious, dtype=np.float64)) >= SUCCESS_IOU)
         scores = np.full(len(lost), np.nan) if scores is None else np.asarray(scores, dtype=np.float64)
-        scored = np.isfinite(scores)
+        raw = np.full(len(lost), np.nan) if raw_scores is None else np.asarray(raw_scores, dtype=np.float64)
+        scored, raw_scored = np.isfinite(scores), np.isfinite(raw)
         events, reacquired = reacquisitions(present, ious)
         counts = cls(
             success_scores=scores[success & scored], failure_scores=scores[lost & scored],
+            success_raw=raw[success & raw_scored], failure_raw=raw[lost & raw_scored],
             lost_frames=int(lost.sum()), success_frames=int(success.sum()), failures=len(true_runs(lost)),
             absence_events=events, reacquired=reacquired,
         )
@@ -151,9 +157,12 @@ class FailureCounts:
         def total(name: str) -> int:
             return sum(getattr(p, name) for p in parts)
 
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts]) if parts else np.zeros(0)
+
         return cls(
-            success_scores=np.concatenate([p.success_scores for p in parts]) if parts else np.zeros(0),
-            failure_scores=np.concatenate([p.failure_scores for p in parts]) if parts else np.zeros(0),
+            success_scores=joined("success_scores"), failure_scores=joined("failure_scores"),
+            success_raw=joined("success_raw"), failure_raw=joined("failure_raw"),
             lost_frames=total("lost_frames"), success_frames=total("success_frames"), failures=total("failures"),
             absence_events=total("absence_events"), reacquired=total("reacquired"),
             has_states=any(p.has_states for p in parts), lost_tp=total("lost_tp"), lost_fp=total("lost_fp"),
@@ -167,6 +176,7 @@ class FailureCounts:
         states = self.has_states
         entry = {
             "confidence_auroc": confidence_auroc(self.success_scores, self.failure_scores),
+            "raw_score_auroc": confidence_auroc(self.success_raw, self.failure_raw),
             "success_frames": self.success_frames,
             "lost_frames": self.lost_frames,
             "lost_precision": _ratio(self.lost_tp, self.lost_tp + self.lost_fp) if states else None,
@@ -197,7 +207,8 @@ def sequence_failures(result: SequenceResult, gt_boxes: np.ndarray, visible: np.
     ious = frame_ious(result.boxes, gt_boxes)[steps]
     scores = None if result.scores is None else result.scores[steps]
     states = None if result.states is None else result.states[steps]
-    return FailureCounts.compute(ious, usable[steps], scores, states)
+    raw = None if result.raw_scores is None else result.raw_scores[steps]
+    return FailureCounts.compute(ious, usable[steps], scores, states, raw)
 
 
 def score_failures(results: dict[str, SequenceResult], sequences) -> dict[str, dict]:
@@ -231,23 +242,25 @@ def report_lines(all_scores) -> list[str]:
     """The report.md section: one row per tracker, pooled over the sequences."""
     lines = [
         "## Failure and re-acquisition", "",
-        "| tracker | AUROC | LOST precision | LOST recall | failures | missed | delay (median) "
+        "| tracker | AUROC | AUROC (raw score) | LOST precision | LOST recall | failures | missed | delay (median) "
         f"| absence events | re-acquired in {REACQUIRE_WINDOW} | false re-acq. (steps) |",
-        "|---" * 10 + "|",
+        "|---" * 11 + "|",
     ]
     for s in all_scores:
         o = s.failure["overall"]
         false_reacq = (f"{o['false_reacquisitions']}/{o['reacquisitions']} ({o['false_reacquisition_frames']})"
                        if o["reacquisitions"] is not None else "n/a")
         lines.append(
-            f"| {s.name} | {_cell(o['confidence_auroc'])} | {_cell(o['lost_precision'])} | {_cell(o['lost_recall'])} "
+            f"| {s.name} | {_cell(o['confidence_auroc'])} | {_cell(o['raw_score_auroc'])} "
+            f"| {_cell(o['lost_precision'])} | {_cell(o['lost_recall'])} "
             f"| {o['failures']} | {_cell(o['failures_missed'])} | {_cell(o['detection_delay_median'], 1)} "
             f"| {o['absence_events']} | {o['reacquired']} ({_cell(o['reacquired_share'], 2)}) | {false_reacq} |"
         )
     lines += [
         "",
         f"A step is truly lost when the target is absent or IoU < {FAIL_IOU}, a success when IoU >= {SUCCESS_IOU}. "
-        "AUROC: the score separating success from truly-lost steps (n/a: no score). LOST precision / recall: the "
+        "AUROC: the confidence separating success from truly-lost steps (n/a: no score); AUROC (raw score): the "
+        "same for the model's raw peak score. LOST precision / recall: the "
         "LOST state against truly lost. Failures: runs of truly-lost steps; missed: never in state LOST; delay: "
         f"steps from a failure's start to its first LOST. Re-acquired: IoU >= {SUCCESS_IOU} within "
         f"{REACQUIRE_WINDOW} frames of the target's return. False re-acq.: re-acquisitions (LOST -> TRACKING) on a "

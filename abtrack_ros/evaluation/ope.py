@@ -29,6 +29,10 @@ class SequenceTracker(Protocol):
         """Score (NaN: the tracker has none) and state (None: none) of the latest update."""
         ...
 
+    def raw_score(self) -> float:
+        """The model's raw peak score of the latest update (NaN: the tracker has none)."""
+        ...
+
 
 class ABTrackRunner:
     """Our Tracker behind the runner interface; also reports which blocks ran, its confidence
@@ -39,6 +43,7 @@ class ABTrackRunner:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         self._confidence: tuple[float, Optional[str]] = (float("nan"), None)
+        self._raw_score = float("nan")
 
     def initialize(self, frame: np.ndarray, box_xywh: np.ndarray) -> None:
         self.tracker.initialize(frame, box_xywh)
@@ -46,10 +51,14 @@ class ABTrackRunner:
     def update(self, frame: np.ndarray) -> tuple[np.ndarray, Optional[list[bool]]]:
         result = self.tracker.track(frame)
         self._confidence = (result.confidence, result.state)
+        self._raw_score = result.score
         return result.box, result.executed
 
     def confidence(self) -> tuple[float, Optional[str]]:
         return self._confidence
+
+    def raw_score(self) -> float:
+        return self._raw_score
 
 
 def run_sequence(tracker: SequenceTracker, sequence, load_frame: Callable[[Path], np.ndarray]) -> SequenceResult:
@@ -67,6 +76,7 @@ def run_sequence(tracker: SequenceTracker, sequence, load_frame: Callable[[Path]
     times = np.zeros(n)
     executed_rows: list[Optional[list[bool]]] = [None] * n
     scores = np.full(n, np.nan)
+    raw_scores = np.full(n, np.nan)
     states = np.full(n, "", dtype=object)  # "" = no state (the init frame and before)
 
     frame = load_frame(sequence.frames[start])
@@ -80,6 +90,7 @@ def run_sequence(tracker: SequenceTracker, sequence, load_frame: Callable[[Path]
         boxes[i], executed_rows[i] = tracker.update(frame)
         times[i] = time.perf_counter() - tic
         scores[i], state = tracker.confidence()
+        raw_scores[i] = tracker.raw_score()
         states[i] = state or ""
 
     executed = None
@@ -89,7 +100,8 @@ def run_sequence(tracker: SequenceTracker, sequence, load_frame: Callable[[Path]
         executed = np.array([r if r is not None else [False] * width for r in executed_rows], dtype=bool)
     return SequenceResult(name=sequence.name, boxes=boxes, times=times, executed=executed,
                           scores=scores if np.isfinite(scores).any() else None,
-                          states=states if (states != "").any() else None)
+                          states=states if (states != "").any() else None,
+                          raw_scores=raw_scores if np.isfinite(raw_scores).any() else None)
 
 
 @dataclass

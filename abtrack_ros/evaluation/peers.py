@@ -58,6 +58,9 @@ class OpenCVPeer:
         """No score; the state is OpenCV's success flag of the latest update."""
         return float("nan"), STATE_TRACKING if self._ok else STATE_LOST
 
+    def raw_score(self) -> float:
+        return float("nan")  # OpenCV's trackers expose no score
+
 
 def make_peers(names: list[str], report: Callable[[str], None] = print) -> list[OpenCVPeer]:
     """Peers for the names that this OpenCV has; missing ones are reported and skipped.

@@ -37,6 +37,7 @@ class SequenceResult:
     executed: Optional[np.ndarray] = None  # N x num_blocks bool (ABTrack only); init frame row all False
     scores: Optional[np.ndarray] = None  # N confidence scores, NaN where none; None: the tracker has no score
     states: Optional[np.ndarray] = None  # N states ("TRACKING", "LOST"; "" where none); None: it reports none
+    raw_scores: Optional[np.ndarray] = None  # N raw peak scores of the model, NaN where none; None: none
 
 
 class ResultsLayout:
@@ -70,11 +71,13 @@ class ResultsLayout:
         if result.executed is not None:
             rows = ["".join("1" if v else "0" for v in row) for row in result.executed]
             self.blocks_path(result.name).write_text("\n".join(rows) + "\n")
-        if result.scores is not None or result.states is not None:
+        if result.scores is not None or result.states is not None or result.raw_scores is not None:
             n = len(result.boxes)
             scores = result.scores if result.scores is not None else np.full(n, np.nan)
             states = result.states if result.states is not None else np.full(n, "")
-            lines = [f"{score:.6f},{state or NO_STATE}" for score, state in zip(scores, states, strict=True)]
+            raw = result.raw_scores if result.raw_scores is not None else np.full(n, np.nan)
+            lines = [f"{score:.6f},{state or NO_STATE},{raw_score:.6f}"
+                     for score, state, raw_score in zip(scores, states, raw, strict=True)]
             self.state_path(result.name).write_text("\n".join(lines) + "\n")
 
     def read(self, seq: str, num_frames: int) -> SequenceResult:
@@ -106,20 +109,28 @@ class ResultsLayout:
             if len(lines) != num_frames or len({len(ln) for ln in lines}) != 1 or set("".join(lines)) - {"0", "1"}:
                 raise ResultsError(f"{blocks_path}: expected {num_frames} lines of equally many 0/1 digits")
             executed = np.array([[c == "1" for c in ln] for ln in lines], dtype=bool)
-        scores, states = None, None
+        scores, states, raw_scores = None, None, None
         if self.state_path(seq).is_file():
-            scores, states = _read_states(self.state_path(seq), num_frames)
-        return SequenceResult(name=seq, boxes=boxes, times=times, executed=executed, scores=scores, states=states)
+            scores, states, raw_scores = _read_states(self.state_path(seq), num_frames)
+        return SequenceResult(name=seq, boxes=boxes, times=times, executed=executed, scores=scores, states=states,
+                              raw_scores=raw_scores)
 
 
-def _read_states(path: Path, num_frames: int) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """``<seq>_state.txt`` -> (scores, None when all are nan; states, None when no frame has one)."""
+def _read_states(path: Path, num_frames: int
+                 ) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+    """``<seq>_state.txt`` (lines ``score,state[,raw score]``; results written before the raw score
+    have two columns) -> (scores, states, raw scores), each None when no frame has one."""
     rows = [line.strip().split(",") for line in path.read_text().splitlines() if line.strip()]
+    lengths = {len(row) for row in rows}
+    if len(lengths) > 1 or not lengths <= {2, 3}:
+        raise ResultsError(f"{path}: expected lines of score,state or score,state,raw_score")
     try:
-        scores = np.array([float(score) for score, _state in rows], dtype=np.float64)
+        scores = np.array([float(row[0]) for row in rows], dtype=np.float64)
+        raw = np.array([float(row[2]) if len(row) == 3 else np.nan for row in rows], dtype=np.float64)
     except ValueError as exc:
-        raise ResultsError(f"{path}: expected lines of score,state ({exc})") from exc
+        raise ResultsError(f"{path}: expected lines of score,state[,raw_score] ({exc})") from exc
     if len(rows) != num_frames:
         raise ResultsError(f"{path}: {len(rows)} lines for a sequence of {num_frames} frames")
-    states = np.array(["" if state == NO_STATE else state for _score, state in rows])
-    return (scores if np.isfinite(scores).any() else None), (states if (states != "").any() else None)
+    states = np.array(["" if row[1] == NO_STATE else row[1] for row in rows])
+    return ((scores if np.isfinite(scores).any() else None), (states if (states != "").any() else None),
+            (raw if np.isfinite(raw).any() else None))
