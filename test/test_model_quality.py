@@ -51,6 +51,23 @@ def test_quality_gradient_reaches_the_backbone():
     assert float(model.backbone.blocks[-1].mlp.fc2.weight.grad.abs().sum()) > 0
 
 
+def test_a_confidently_wrong_quality_still_learns_under_bf16_autocast():
+    from abtrack_ros.model import QualityHead
+    from abtrack_ros.training.losses import quality_loss
+
+    head = QualityHead(8)
+    with torch.no_grad():
+        head.out.bias.fill_(8.0)  # p = 0.9997: rounds to exactly 1.0 in bf16
+    features = torch.randn(1, 8, 2, 2, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        quality = head(features)
+    assert quality.dtype == torch.float32 and float(quality.max()) < 1.0
+    offset, size = torch.zeros(1, 2, 2, 2), torch.full((1, 2, 2, 2), 0.2)
+    target = torch.tensor([[0.9, 0.9, 0.05, 0.05]])  # far from every cell's box: IoU 0 everywhere
+    quality_loss(quality, torch.full((1, 1, 2, 2), 0.5), offset, size, target).backward()
+    assert float(head.out.bias.grad) > 0.1
+
+
 def test_quality_head_is_saved_and_rebuilt(tmp_path):
     model = small_model(bdm=True, quality_head=True)
     _trained_looking_quality(model)

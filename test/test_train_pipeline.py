@@ -205,6 +205,12 @@ def test_bdm_stage_adds_search_reading_bdms_and_a_quality_head_to_a_trained_mode
                  "--epochs", "2", "--out", str(out)]) == 0
     resumed = load_checkpoint(out / "bdm" / "model.pt")[0]
     assert resumed.bdm_input == "token_search_mean" and resumed.quality is not None
+    # a stage started from it with a config that leaves the fields at their defaults keeps the parts
+    plain = write_config(tmp_path / "plain.yaml", synthetic, val_datasets=[])
+    assert main(["train", "--config", str(plain), "--stage", "bdm", "--init", str(out / "bdm" / "model.pt"),
+                 "--epochs", "1", "--out", str(tmp_path / "again")]) == 0
+    again = load_checkpoint(tmp_path / "again" / "bdm" / "model.pt")[0]
+    assert again.bdm_input == "token_search_mean" and again.quality is not None
 
 
 def test_clear_errors_for_bad_data_and_config(tmp_path, synthetic, capsys):

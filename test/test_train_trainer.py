@@ -116,12 +116,14 @@ def test_overrides_apply_to_both_stages_and_replace_datasets():
     ({"stage3_bdm": StageConfig(lr_gates=-1.0)}, "stage3_bdm"),
     ({"stage1_vtp": StageConfig(epochs=0)}, "stage1_vtp.epochs"),
     ({"gate_noise": -0.5}, "gate_noise"),
+    ({"model": ModelConfig(bdm_input="pooled")}, "model.bdm_input"),
     ({"quality_weight": -1.0}, "loss weights"),
     ({"stage3_bdm": StageConfig(lr_quality=0.0)}, "stage3_bdm learning rates"),
 ])
 def test_config_values_are_checked(change, message):
     cfg = ABTrackConfig()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **change))
+    model = change.pop("model", cfg.model)
+    cfg = dataclasses.replace(cfg, model=model, train=dataclasses.replace(cfg.train, **change))
     with pytest.raises(TrainingError, match=message):
         validate_train_config(cfg)
     validate_train_config(ABTrackConfig())

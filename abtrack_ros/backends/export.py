@@ -81,13 +81,12 @@ class _Head(nn.Module):
         super().__init__()
         self.norm = model.backbone.norm
         self.head = FusedCenterPredictor(model.head)
-        self.quality = model.quality
+        self.model = model
         self.side = model.backbone.search_side
 
     def forward(self, search_tokens: torch.Tensor):
         features = self.norm(search_tokens).transpose(1, 2).reshape(1, -1, self.side, self.side)
-        maps = self.head(features)
-        return maps if self.quality is None else (*maps, self.quality(features))
+        return self.model.head_maps(features, self.head)
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,8 @@ class TensorRTBackend(InferenceBackend):
     def decide(self, decision: int, x: torch.Tensor) -> float:
         # The model's own BDM on the GPU; float() is the one device->host sync of this gate.
         module = self.model.backbone.decisions[decision]
-        return float(module(x.to(module.linear.weight.dtype)))
+        tokens = x if module.search_linear is not None else x[:, -1:]  # the bypass token alone
+        return float(module(tokens.to(module.linear.weight.dtype)))
 
     def run_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
         return self._engines[GraphSet.block_name(index)](x)[0]

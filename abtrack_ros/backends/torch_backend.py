@@ -13,8 +13,9 @@ from .base import InferenceBackend
 class TorchBackend(InferenceBackend):
     """Runs the model's backbone as it is and a fused copy of its head.
 
-    The backbone is shared with ``model`` (its switches and weights are followed at every call);
-    the head's weights are read once, here, as the graph backends read theirs.
+    The backbone and the quality head are shared with ``model`` (its switches and weights are
+    followed at every call); the center head's weights are read once, here, as the graph backends
+    read theirs.
     """
 
     name = "torch"
@@ -37,7 +38,5 @@ class TorchBackend(InferenceBackend):
 
     def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         features = self.model.backbone(template_tokens, search)
-        maps = self.head(features.search_map)
-        if self.model.quality is not None:
-            maps = (*maps, self.model.quality(features.search_map))
-        return assemble_output(maps, features.bypass_probs, features.executed)
+        return assemble_output(self.model.head_maps(features.search_map, self.head), features.bypass_probs,
+                               features.executed)

@@ -127,10 +127,13 @@ class ABTrackModel(nn.Module):
 
     def forward_embedded(self, template_tokens: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         features = self.backbone(template_tokens, search)
-        maps = self.head(features.search_map)
-        if self.quality is not None:
-            maps = (*maps, self.quality(features.search_map))
-        return assemble_output(maps, features.bypass_probs, features.executed)
+        return assemble_output(self.head_maps(features.search_map), features.bypass_probs, features.executed)
+
+    def head_maps(self, features: torch.Tensor, head: Optional[nn.Module] = None) -> tuple[torch.Tensor, ...]:
+        """Score, offset and size maps of ``head`` (the model's own unless a backend passes its
+        fused copy), then the quality map when the model has a quality head."""
+        maps = (self.head if head is None else head)(features)
+        return maps if self.quality is None else (*maps, self.quality(features))
 
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> ModelOutput:
         return self.forward_embedded(self.embed_template(template), search)
@@ -141,9 +144,10 @@ def add_model_parts(model: ABTrackModel, wanted: ModelConfig) -> ModelConfig:
     start as no-ops, so its outputs are unchanged); returns its model config afterwards.
 
     Only ``bdm_input`` and ``quality_head`` can be added; every other architecture field comes
-    from the checkpoint, and a part the model has is never removed.
+    from the checkpoint, and a part the model has is never removed (a config that leaves a field
+    at its default keeps what the checkpoint has).
     """
-    if wanted.bdm_input != model.bdm_input:
+    if wanted.bdm_input != model.bdm_input and wanted.bdm_input != "token":
         model.set_bdm_input(wanted.bdm_input)
     if wanted.quality_head:
         model.add_quality_head()

@@ -40,6 +40,11 @@ class BackboneOutput:
     executed: torch.Tensor  # B x N bool
 
 
+def check_bdm_input(bdm_input: str) -> None:
+    if bdm_input not in BDM_INPUTS:
+        raise ValueError(f"unknown bdm_input '{bdm_input}' (choose one of: {', '.join(BDM_INPUTS)})")
+
+
 class BypassDecision(nn.Module):
     """p = sigmoid(w . bypass token [+ v . mean search token] + c): the probability of bypassing
     one block. It reads the whole token sequence (template | search | bypass token)."""
@@ -79,8 +84,7 @@ class OneStreamViT(nn.Module):
             if size <= 0 or size % patch:
                 raise ValueError(f"{name} {size} is not a positive multiple of the patch size {patch}")
         num_blocks = len(timm_vit.blocks)
-        if bdm_input not in BDM_INPUTS:
-            raise ValueError(f"unknown bdm_input '{bdm_input}' (choose one of: {', '.join(BDM_INPUTS)})")
+        check_bdm_input(bdm_input)
         if not 0 <= n_enf <= num_blocks:
             raise ValueError(f"n_enf {n_enf} is outside 0..{num_blocks} (the number of blocks)")
         dim = timm_vit.embed_dim
@@ -122,8 +126,7 @@ class OneStreamViT(nn.Module):
     def set_bdm_input(self, bdm_input: str) -> None:
         """Give the BDMs the search input (zero weights: same decisions); removing it is refused,
         because it would throw trained weights away."""
-        if bdm_input not in BDM_INPUTS:
-            raise ValueError(f"unknown bdm_input '{bdm_input}' (choose one of: {', '.join(BDM_INPUTS)})")
+        check_bdm_input(bdm_input)
         if bdm_input == self.bdm_input:
             return
         if bdm_input == "token":

@@ -46,8 +46,9 @@ def _check_plain(value: Any, where: str) -> None:
                          "(use str, numbers, bool, None, lists, dicts or tensors)")
 
 
-def _resolved_config(model: ABTrackModel, cfg: ABTrackConfig) -> ABTrackConfig:
-    """``cfg`` with the model section describing the model as it is now (switches may have moved)."""
+def config_for_model(model: ABTrackModel, cfg: ABTrackConfig) -> ABTrackConfig:
+    """``cfg`` with the model section describing the model as it is now (switches may have moved,
+    parts may have been added); an architecture field that does not describe it is an error."""
     model_cfg = dataclasses.replace(
         cfg.model, bdm=model.bdm_enabled, bypass_threshold=model.bypass_threshold,
         vtp_masks=model.has_vtp_masks, bdm_input=model.bdm_input, quality_head=model.quality is not None)
@@ -71,7 +72,7 @@ def save_checkpoint(path: Union[str, Path], model: ABTrackModel, cfg: ABTrackCon
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "state_dict": state,
-        "config": to_dict(_resolved_config(model, cfg)),
+        "config": to_dict(config_for_model(model, cfg)),
         "pruning_plan": model.pruning_plan.to_dict() if model.pruning_plan is not None else None,
         "storage": "float16" if half else "float32",
         "extra": extra,

@@ -76,7 +76,10 @@ class QualityHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         context = features.mean(dim=(2, 3), keepdim=True).expand_as(features)
         hidden = F.relu(self.hidden(torch.cat([features, context], dim=1)))
-        return clamped_sigmoid(self.out(hidden))
+        # The sigmoid in float32 and unclamped: in bf16 it rounds to exactly 1 from a logit of
+        # about 6, where a confidently wrong cell (a look-alike) would get no gradient; the loss
+        # and the tracker's cue clamp what they take the log of.
+        return torch.sigmoid(self.out(hidden).float())
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

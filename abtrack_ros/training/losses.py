@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from abtrack_ros.model.head import cell_boxes
+from abtrack_ros.model import cell_boxes
 
 # Weighted focal loss of CornerNet / CenterNet.
 FOCAL_ALPHA = 2.0

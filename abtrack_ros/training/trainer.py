@@ -27,10 +27,12 @@ from torch.utils.data import DataLoader
 from abtrack_ros.config import ABTrackConfig, DatasetSpec, StageConfig, TrainConfig, load_config
 from abtrack_ros.data import open_dataset
 from abtrack_ros.model import (
+    BDM_INPUTS,
     ABTrackModel,
     ModelOutput,
     add_model_parts,
     build_model,
+    config_for_model,
     decode_boxes,
     load_checkpoint,
     prune_model,
@@ -144,6 +146,7 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
         (0.0 <= t.brightness_jitter < 1.0, "train.brightness_jitter must be in [0, 1)"),
         (0.0 <= t.negative_pair_prob < 1.0, "train.negative_pair_prob must be in [0, 1)"),
         (t.gate_noise >= 0, "train.gate_noise must be >= 0"),
+        (cfg.model.bdm_input in BDM_INPUTS, f"model.bdm_input must be one of {', '.join(BDM_INPUTS)}"),
         (min(t.focal_weight, t.giou_weight, t.l1_weight, t.sparsity_weight, t.vtp_l1_weight,
              t.distill_weight, t.quality_weight) >= 0,
          "train loss weights must be >= 0"),
@@ -217,13 +220,6 @@ def prepare_for_stage(model: ABTrackModel, stage: str) -> ABTrackModel:
     else:
         raise TrainingError(f"unknown training stage {stage!r}")
     return model
-
-
-def resolved_config(cfg: ABTrackConfig, model: ABTrackModel) -> ABTrackConfig:
-    """The config as the model now is (switches moved by the stages)."""
-    return dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, bdm=model.bdm_enabled, vtp_masks=model.has_vtp_masks, bdm_input=model.bdm_input,
-        quality_head=model.quality is not None))
 
 
 def param_groups(model: nn.Module, s: StageConfig, weight_decay: float) -> list[dict]:
@@ -466,8 +462,7 @@ def _prune(model: ABTrackModel, cfg: ABTrackConfig, out: Path, ratio: Optional[f
         prune_model(model, ratio)
     except ValueError as exc:
         raise TrainingError(f"pruning failed: {exc}") from None
-    cfg = resolved_config(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, prune_ratio=ratio)),
-                          model)
+    cfg = config_for_model(model, dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, prune_ratio=ratio)))
     save_checkpoint(out, model, cfg, {"stage": "prune", "git_revision": revision})
     write_run_record(out.parent, cfg, revision)
     return out
@@ -548,7 +543,7 @@ class Pipeline:
 
     def _train_stage(self, stage: str, folder: Path, data: PairDataset) -> Path:
         model = prepare_for_stage(self.model.to(self.ctx.device), stage)
-        cfg = resolved_config(self.cfg, model)
+        cfg = config_for_model(model, self.cfg)
         if self.ctx.is_main:
             write_run_record(folder, cfg, self.revision)
         trainer = StageTrainer(stage, model, cfg, self.ctx, folder, self.revision)
