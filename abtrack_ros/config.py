@@ -218,6 +218,11 @@ class TrackerConfig:
     # model accuracy; docs/tracking.md).
     reacquire_growth: float = 1.0
     reacquire_max_factor: float = 8.0
+    # Template refresh (0 = off, the paper's fixed template): at most every template_update_every
+    # steps, a TRACKING step with confidence >= template_update_confidence replaces the template
+    # with its own box's crop, to follow appearance change (docs/tracking.md).
+    template_update_every: int = 0
+    template_update_confidence: float = 0.9
 
     def __post_init__(self) -> None:
         checks = (  # (holds, the rule); `not holds` also catches NaN
@@ -232,6 +237,9 @@ class TrackerConfig:
             (self.reacquire_growth >= 1.0, f"reacquire_growth must be >= 1, got {self.reacquire_growth}"),
             (self.reacquire_max_factor >= self.search_factor,
              f"reacquire_max_factor ({self.reacquire_max_factor}) must be >= search_factor ({self.search_factor})"),
+            (self.template_update_every >= 0, f"template_update_every must be >= 0, got {self.template_update_every}"),
+            (0.0 <= self.template_update_confidence <= 1.0,
+             f"template_update_confidence must be in 0..1, got {self.template_update_confidence}"),
         )
         for holds, rule in checks:
             if not holds:

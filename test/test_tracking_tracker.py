@@ -177,3 +177,39 @@ def test_from_checkpoint_file(tmp_path, model):
     reference = Tracker(model, TrackerConfig())
     reference.initialize(frames[0], boxes[0])
     np.testing.assert_allclose(tracker.track(frames[1]).box, reference.track(frames[1]).box, atol=1e-4)
+
+
+def test_template_refresh_follows_its_settings(model):
+    frames, boxes = _frames(5)
+
+    def template_changes(**settings) -> list[bool]:
+        tracker = Tracker(model, TrackerConfig(lost_score=0.0, found_score=0.0, **settings))
+        tracker.initialize(frames[0], boxes[0])
+        changes = []
+        for frame in frames[1:]:
+            before = tracker._template_tokens.clone()
+            tracker.track(frame)
+            changes.append(not torch.equal(before, tracker._template_tokens))
+        return changes
+
+    assert template_changes() == [False] * 4  # off by default: the init template stays
+    assert template_changes(template_update_every=2, template_update_confidence=0.0) == [False, True, False, True]
+    assert template_changes(template_update_every=1, template_update_confidence=1.0) == [False] * 4
+    # the new template is the crop around the step's own box
+    tracker = Tracker(model, TrackerConfig(lost_score=0.0, found_score=0.0, template_update_every=1,
+                                           template_update_confidence=0.0))
+    tracker.initialize(frames[0], boxes[0])
+    result = tracker.track(frames[1])
+    reference = Tracker(model, TrackerConfig())
+    reference.initialize(frames[1], result.box)
+    assert torch.equal(tracker._template_tokens, reference._template_tokens)
+    # never while LOST: lost_score 1 makes every step LOST
+    lost = Tracker(model, TrackerConfig(lost_score=1.0, found_score=1.0, template_update_every=1,
+                                        template_update_confidence=0.0))
+    lost.initialize(frames[0], boxes[0])
+    before = lost._template_tokens.clone()
+    for frame in frames[1:]:
+        assert lost.track(frame).state == STATE_LOST
+    assert torch.equal(before, lost._template_tokens)
+    with pytest.raises(Exception, match="template_update_every"):
+        TrackerConfig(template_update_every=-1)

@@ -137,6 +137,7 @@ class Tracker:
         self._lost = LostStateMachine()
         self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the init frame
         self._template_histogram: Optional[np.ndarray] = None  # the target's colours at init
+        self._steps_since_template = 0  # tracking steps since the template was taken
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -193,15 +194,11 @@ class Tracker:
         """Start tracking the target in ``box_xywh`` of ``frame``; raises ValueError on bad input."""
         frame = geo.validate_frame(frame)
         box = geo.validate_box(box_xywh, frame.shape[1], frame.shape[0])
-        window = geo.crop_window(
-            geo.box_center(box), geo.crop_side(box, self.cfg.template_factor), self.template_size
-        )
-        template = self.normalise(geo.crop_patch(frame, window))
-        self._template_tokens = self.backend.embed_template(template)
+        self._set_template(frame, box)
         self._box = box
         self._previous_box = box
         self._frame_size = (frame.shape[1], frame.shape[0])
-        self._template_histogram = conf.colour_histogram(frame, box)
+        self._template_histogram = conf.colour_histogram(frame, box)  # stays the operator's target
         self._lost.reset()
 
     @torch.inference_mode()
@@ -246,6 +243,11 @@ class Tracker:
         if step.state == STATE_TRACKING:
             self._box = decoded.box
         self._previous_box = decoded.box
+        self._steps_since_template += 1
+        every = self.cfg.template_update_every
+        if (every and self._steps_since_template >= every and step.state == STATE_TRACKING
+                and confidence >= self.cfg.template_update_confidence):
+            self._set_template(frame, decoded.box)
         result = TrackResult(
             box=decoded.box.copy(),
             score=decoded.score,
@@ -267,6 +269,12 @@ class Tracker:
         return result
 
     # ----------------------------------------------------------------- helpers
+    def _set_template(self, frame: np.ndarray, box: np.ndarray) -> None:
+        """Embed the template crop around ``box`` (cached: the only part of the input that can be)."""
+        window = geo.crop_window(geo.box_center(box), geo.crop_side(box, self.cfg.template_factor), self.template_size)
+        self._template_tokens = self.backend.embed_template(self.normalise(geo.crop_patch(frame, window)))
+        self._steps_since_template = 0
+
     def _decode(self, out, window: geo.CropWindow, width: int, height: int) -> Decoded:
         """Box and raw score at the (Hann-windowed) score maximum, in image pixels."""
         from abtrack_ros.model import decode_boxes
