@@ -15,7 +15,6 @@ from abtrack_ros.evaluation.peers import PeerUnavailableError, OpenCVPeer
 from abtrack_ros.evaluation.self_labels import (
     EncodedVideo,
     SelfLabelSettings,
-    agreeing_length,
     build_self_labelled_set,
     foreground_masks,
     foreground_share,
@@ -46,18 +45,6 @@ def test_motion_proposals_largest_first_within_limits() -> None:
     # a blob larger than the allowed share of the frame is no target
     assert [b.tolist() for b in motion_proposals(mask, 5, 8, max_area_fraction=0.05)] == [[10, 10, 20, 30]]
     assert motion_proposals(np.zeros((50, 50), np.uint8), 3, 4, 0.5) == []
-
-
-def test_agreeing_length_stops_at_the_first_disagreement() -> None:
-    a = np.array([[0, 0, 10, 10]] * 5, float)
-    b = a.copy()
-    assert agreeing_length(a, b, 0.5) == 5
-    b[3] = [30, 30, 10, 10]
-    assert agreeing_length(a, b, 0.5) == 3
-    b[4] = a[4]  # agreeing again later does not extend the run
-    assert agreeing_length(a, b, 0.5) == 3
-    b[0] = [30, 30, 10, 10]  # frame 0 is the shared start box: it always counts
-    assert agreeing_length(a, b, 0.5) == 3
 
 
 def test_foreground_share_of_a_box() -> None:

@@ -29,7 +29,6 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from abtrack_ros.evaluation.metrics import frame_ious
 from abtrack_ros.evaluation.peers import OpenCVPeer
 from abtrack_ros.tracking import geometry as geo
 from abtrack_ros.tracking.tracker import STATE_LOST, Tracker
@@ -108,15 +107,6 @@ def motion_proposals(foreground: np.ndarray, max_count: int, min_side: int,
     return boxes[:max_count]
 
 
-def agreeing_length(boxes_a: np.ndarray, boxes_b: np.ndarray, min_iou: float) -> int:
-    """Length of the leading run of frames where the two trackers' boxes overlap by at least
-    ``min_iou`` (frame 0, the shared start box, always counts)."""
-    agree = frame_ious(np.asarray(boxes_a), np.asarray(boxes_b)) >= min_iou
-    agree[0] = True
-    disagreements = np.flatnonzero(~agree)
-    return int(disagreements[0]) if disagreements.size else len(agree)
-
-
 # ----------------------------------------------------------------- video access
 class EncodedVideo:
     """All frames of a video file, kept JPEG-encoded (a 768 x 576 clip of 800 frames takes
@@ -184,13 +174,12 @@ def label_stretch(video: EncodedVideo, masks: list[np.ndarray], start: int, end:
         peer_box, _ = csrt.update(frame)
         if csrt.confidence()[1] == STATE_LOST:  # CSRT gave up: its repeated box agrees with nothing
             break
+        if geo.iou_xywh(result.box, peer_box) < settings.agree_iou:  # the stretch ends at the first disagreement
+            break
         ours.append(result.box)
         theirs.append(peer_box)
-        if geo.iou_xywh(result.box, peer_box) < settings.agree_iou:
-            break
-    length = agreeing_length(np.array(ours), np.array(theirs), settings.agree_iou)
     height, width = first.shape[:2]
-    boxes = np.array([geo.clip_box((a + b) / 2.0, width, height) for a, b in zip(ours[:length], theirs[:length])])
+    boxes = np.array([geo.clip_box((a + b) / 2.0, width, height) for a, b in zip(ours, theirs)])
     moving = [foreground_share(masks[start + k], b) >= settings.min_foreground for k, b in enumerate(boxes)]
     if not all(moving):
         boxes = boxes[: moving.index(False)]
