@@ -63,17 +63,23 @@ def ort_fp32(model, cache):
     return OnnxRuntimeBackend(model, threads=1, cache_dir=cache)
 
 
-def test_fp32_parity_with_torch_and_real_gates(model, ort_fp32):
+def assert_fp32_parity(model, backend) -> None:
+    """Same gates, probabilities, maps and boxes as the torch backend on six inputs, with more than
+    one execution pattern among them (the gates depended on the input: both branches compared)."""
     torch_backend = TorchBackend(model, torch.device("cpu"))
     patterns = set()
     for seed in range(6):
         template, search = _inputs(seed)
-        ref, out = _outputs(torch_backend, template, search), _outputs(ort_fp32, template, search)
+        ref, out = _outputs(torch_backend, template, search), _outputs(backend, template, search)
         assert torch.equal(out.executed, ref.executed)
         for name in ("bypass_probs", "boxes", "scores", "score_map", "offset_map", "size_map"):
             assert torch.allclose(getattr(out, name), getattr(ref, name), atol=FP32_TOL), name
         patterns.add(tuple(ref.executed[0].tolist()))
-    assert len(patterns) > 1  # the gates depended on the input: both branches were compared
+    assert len(patterns) > 1
+
+
+def test_fp32_parity_with_torch_and_real_gates(model, ort_fp32):
+    assert_fp32_parity(model, ort_fp32)
 
 
 def test_bypassed_blocks_are_not_run(model, ort_fp32):
@@ -224,14 +230,4 @@ def test_numpy_decisions_equal_the_torch_bdms(bdm_input):
 
 def test_bdms_that_read_the_search_tokens_match_torch(tmp_path):
     model = _model(seed=1, bdm_input="token_search_mean")
-    backend = OnnxRuntimeBackend(model, threads=1, cache_dir=tmp_path)
-    torch_backend = TorchBackend(model, torch.device("cpu"))
-    patterns = set()
-    for seed in range(6):
-        template, search = _inputs(seed)
-        ref, out = _outputs(torch_backend, template, search), _outputs(backend, template, search)
-        assert torch.equal(out.executed, ref.executed)
-        for name in ("bypass_probs", "boxes", "scores"):
-            assert torch.allclose(getattr(out, name), getattr(ref, name), atol=FP32_TOL), name
-        patterns.add(tuple(ref.executed[0].tolist()))
-    assert len(patterns) > 1
+    assert_fp32_parity(model, OnnxRuntimeBackend(model, threads=1, cache_dir=tmp_path))

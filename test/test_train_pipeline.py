@@ -119,13 +119,19 @@ def test_resume_is_bit_identical(tmp_path, synthetic, negative_pair_prob, monkey
         assert all(p is None for p in seen_present)
 
 
-def test_bdm_distillation_teacher_stays_frozen_and_resumes(tmp_path, synthetic, capsys):
+def pruned_tiny_model(tmp_path: Path, synthetic: Path) -> tuple[Path, Path, Path]:
+    """(config, run folder, pruned checkpoint): one short vtp epoch, then the prune stage."""
     config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[],
                           stage1_vtp={"epochs": 1, "pairs_per_epoch": 4})
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "--stage", "vtp", "--out", str(out)]) == 0
     pruned = tmp_path / "pruned.pt"
     assert main(["prune", "--checkpoint", str(out / "vtp" / "model.pt"), "--out", str(pruned)]) == 0
+    return config, out, pruned
+
+
+def test_bdm_distillation_teacher_stays_frozen_and_resumes(tmp_path, synthetic, capsys):
+    config, _out, pruned = pruned_tiny_model(tmp_path, synthetic)
     plain_checkpoint = tmp_path / "plain" / "bdm" / "checkpoint.pt"
     assert main(["train", "--config", str(config), "--stage", "bdm", "--init", str(pruned),
                  "--epochs", "1", "--out", str(tmp_path / "plain")]) == 0
@@ -177,12 +183,7 @@ def test_stages_run_alone_from_checkpoints_and_prune_command(tmp_path, synthetic
 
 
 def test_bdm_stage_adds_search_reading_bdms_and_a_quality_head_to_a_trained_model(tmp_path, synthetic):
-    config = write_config(tmp_path / "tiny.yaml", synthetic, val_datasets=[],
-                          stage1_vtp={"epochs": 1, "pairs_per_epoch": 4})
-    out = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--stage", "vtp", "--out", str(out)]) == 0
-    pruned = tmp_path / "pruned.pt"
-    assert main(["prune", "--checkpoint", str(out / "vtp" / "model.pt"), "--out", str(pruned)]) == 0
+    _config, out, pruned = pruned_tiny_model(tmp_path, synthetic)
     assert load_checkpoint(pruned)[1].model.bdm_input == "token"
     assert load_checkpoint(pruned)[0].quality is None
     reading = write_config(tmp_path / "reading.yaml", synthetic, {"bdm_input": "token_search_mean", "quality_head": True},
