@@ -140,6 +140,9 @@ class TrainConfig:
     # beside it, with whatever background and look-alikes are there): the score map is taught to
     # stay low when the target is absent, the box terms skip those pairs. 0 = off (the paper).
     negative_pair_prob: float = 0.0
+    # Share of training crops (template and search drawn apart) degraded as by a real camera: low
+    # resolution, motion blur, JPEG recompression (training/degrade.py; 0 = off).
+    degrade_prob: float = 0.0
     # Loss weights (eq. 8) and sparsity settings (eq. 2 with the sign of method-notes.md).
     focal_weight: float = 1.0
     giou_weight: float = 2.0

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, Sampler
 
 from abtrack_ros.config import ABTrackConfig
 from abtrack_ros.data import Sequence, load_frame, valid_boxes
+from abtrack_ros.training.degrade import degrade
 from abtrack_ros.tracking.tracker import PatchNormaliser
 from abtrack_ros.tracking.geometry import (
     CropWindow,
@@ -63,6 +64,7 @@ class PairSettings:
     flip_prob: float
     brightness_jitter: float
     negative_prob: float = 0.0  # share of pairs whose search crop leaves the target out (training only)
+    degrade_prob: float = 0.0  # share of crops (template and search drawn apart) degraded as by a camera
     # False (validation): no scale jitter, flip, grayscale or brightness; the centre jitter stays,
     # so the target is not always in the middle of the search crop, as when tracking.
     augment: bool = True
@@ -82,6 +84,7 @@ class PairSettings:
             flip_prob=t.flip_prob,
             brightness_jitter=t.brightness_jitter,
             negative_prob=t.negative_pair_prob if augment else 0.0,
+            degrade_prob=t.degrade_prob if augment else 0.0,
             augment=augment,
         )
 
@@ -212,6 +215,11 @@ class PairDataset(Dataset):
                     target[0] = 1.0 - target[0]
             low = max(0.0, 1.0 - s.brightness_jitter)
             brightness = tuple(rng.uniform(low, 1.0 + s.brightness_jitter, size=2))
+            if s.degrade_prob > 0:  # drawn only when on, so runs without it keep their random streams
+                if rng.random() < s.degrade_prob:
+                    template = degrade(template, rng)
+                if rng.random() < s.degrade_prob:
+                    search = degrade(search, rng)
         return {
             "template": to_model_tensor(template, brightness[0]),
             "search": to_model_tensor(search, brightness[1]),

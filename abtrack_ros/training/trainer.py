@@ -145,6 +145,7 @@ def validate_train_config(cfg: ABTrackConfig) -> None:
          "train.grayscale_prob and train.flip_prob must be in [0, 1]"),
         (0.0 <= t.brightness_jitter < 1.0, "train.brightness_jitter must be in [0, 1)"),
         (0.0 <= t.negative_pair_prob < 1.0, "train.negative_pair_prob must be in [0, 1)"),
+        (0.0 <= t.degrade_prob <= 1.0, "train.degrade_prob must be in [0, 1]"),
         (t.gate_noise >= 0, "train.gate_noise must be >= 0"),
         (cfg.model.bdm_input in BDM_INPUTS, f"model.bdm_input must be one of {', '.join(BDM_INPUTS)}"),
         (min(t.focal_weight, t.giou_weight, t.l1_weight, t.sparsity_weight, t.vtp_l1_weight,
