@@ -27,12 +27,14 @@ def main() -> None:
     if args.tracker:
         with open(args.tracker) as handle:
             settings = yaml.safe_load(handle) or {}
-        if set(settings) != {"tracker"} or not isinstance(settings["tracker"], dict):
+        if not isinstance(settings, dict) or set(settings) != {"tracker"} or not isinstance(settings["tracker"], dict):
             raise SystemExit(f"{args.tracker}: expected exactly one `tracker:` mapping")
         try:
             tracker = from_dict(TrackerConfig, {**to_dict(cfg.tracker), **settings["tracker"]}, "tracker")
         except ConfigError as exc:
             raise SystemExit(f"{args.tracker}: {exc}") from None
+        if tracker.confidence.quality_logit != 0 and model.quality is None:
+            raise SystemExit(f"{args.tracker}: confidence.quality_logit is not 0 but the model has no quality head")
         cfg = dataclasses.replace(cfg, tracker=tracker)
     save_checkpoint(args.destination, model, cfg, extra, half=True)
 

@@ -36,3 +36,8 @@ def test_copy_is_fp16_and_takes_the_fitted_tracker_settings(tmp_path):
     settings.write_text("tracker:\n  lost_scor: 0.4\n")
     bad = _copy(str(source), str(tmp_path / "bad.pt"), "--tracker", str(settings))
     assert bad.returncode != 0 and "lost_scor" in bad.stderr and not (tmp_path / "bad.pt").exists()
+    settings.write_text("tracker:\n  confidence: {quality_logit: 1.0}\n")  # the model has no quality head
+    refused = _copy(str(source), str(tmp_path / "bad.pt"), "--tracker", str(settings))
+    assert refused.returncode != 0 and "no quality head" in refused.stderr and not (tmp_path / "bad.pt").exists()
+    settings.write_text("- tracker\n")
+    assert "expected exactly one" in _copy(str(source), str(tmp_path / "bad.pt"), "--tracker", str(settings)).stderr

@@ -211,5 +211,15 @@ def test_template_refresh_follows_its_settings(model):
     for frame in frames[1:]:
         assert lost.track(frame).state == STATE_LOST
     assert torch.equal(before, lost._template_tokens)
+    # a re-acquired target waits a full interval of TRACKING steps: LOST resets the count
+    lost.cfg.lost_score = lost.cfg.found_score = 0.0
+    lost.cfg.found_frames = 1
+    lost.cfg.template_update_every = 2
+    changes = []
+    for frame in frames[1:4]:
+        before = lost._template_tokens.clone()
+        lost.track(frame)
+        changes.append(not torch.equal(before, lost._template_tokens))
+    assert changes == [False, True, False]
     with pytest.raises(Exception, match="template_update_every"):
         TrackerConfig(template_update_every=-1)

@@ -174,7 +174,7 @@ def label_stretch(video: EncodedVideo, masks: list[np.ndarray], start: int, end:
         peer_box, _ = csrt.update(frame)
         if csrt.confidence()[1] == STATE_LOST:  # CSRT gave up: its repeated box agrees with nothing
             break
-        if geo.iou_xywh(result.box, peer_box) < settings.agree_iou:  # the stretch ends at the first disagreement
+        if not geo.iou_xywh(result.box, peer_box) >= settings.agree_iou:  # the first disagreement (or NaN) ends it
             break
         ours.append(result.box)
         theirs.append(peer_box)

@@ -48,7 +48,8 @@ def jpeg_recompress(image: np.ndarray, quality: int) -> np.ndarray:
 
 def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each of low resolution, motion blur and JPEG recompression with probability STEP_PROB, in
-    the order a camera applies them (optics and motion, then the encoder)."""
+    that order, so that the encoder's artefacts come last as in a camera stream. They act on the
+    crop (its zero padding included), not on the whole frame."""
     out = np.ascontiguousarray(image)
     if rng.random() < STEP_PROB:
         out = low_resolution(out, rng.uniform(*LOW_RES_FACTOR))
