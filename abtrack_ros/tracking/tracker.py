@@ -247,8 +247,7 @@ class Tracker:
         # before it has been tracked for a full interval.
         self._steps_since_template = self._steps_since_template + 1 if step.state == STATE_TRACKING else 0
         every = self.cfg.template_update_every
-        if (every and self._steps_since_template >= every and step.state == STATE_TRACKING
-                and confidence >= self.cfg.template_update_confidence):
+        if every and self._steps_since_template >= every and confidence >= self.cfg.template_update_confidence:
             self._set_template(frame, decoded.box)
             self._synchronise()  # its cost belongs to this step's postprocess
         result = TrackResult(

@@ -505,10 +505,9 @@ class Pipeline:
         model_cfg = ckpt_cfg.model
         if opts.init is not None and file_cfg is not None:
             try:
-                added = add_model_parts(model, file_cfg.model)
+                model_cfg = add_model_parts(model, file_cfg.model)  # the loaded model's config, parts added
             except ValueError as exc:  # e.g. an unknown model.bdm_input
                 raise TrainingError(f"model section of {opts.config}: {exc}") from None
-            model_cfg = dataclasses.replace(model_cfg, bdm_input=added.bdm_input, quality_head=added.quality_head)
         cfg = apply_overrides(dataclasses.replace(file_cfg or ckpt_cfg, model=model_cfg), opts)
         validate_train_config(cfg)
         if opts.resume is not None:
