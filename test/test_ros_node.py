@@ -35,7 +35,7 @@ import cv2  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2D  # noqa: E402
 
-from abtrack_ros.config import ABTrackConfig, ModelConfig  # noqa: E402
+from abtrack_ros.config import ABTrackConfig, ModelConfig, TrackerConfig  # noqa: E402
 from abtrack_ros.model import build_model, save_checkpoint  # noqa: E402
 from abtrack_ros.ros.client import BackgroundSpinner, ReplayCamera, TrackerClient, ns_to_stamp  # noqa: E402
 from abtrack_ros.ros.frames import stamp_to_ns  # noqa: E402
@@ -50,6 +50,9 @@ TARGET = [60.0, 40.0, 24.0, 24.0]
 START_TIMEOUT_S = 90.0
 N_ENF = 3
 RIG_LOST_SCORE = 0.0
+# Thresholds stored in the rig's checkpoint, unlike any parameter's: the node takes them where a
+# parameter is -1 (found_score and bypass_threshold in the shipped config file).
+MODEL_LOST_SCORE, MODEL_FOUND_SCORE, MODEL_BYPASS_THRESHOLD = 0.31, 0.62, 0.55
 
 
 def frame_with_square(x: int, y: int, size: int = 24) -> np.ndarray:
@@ -102,7 +105,8 @@ def rig(tmp_path_factory):
     checkpoint = tmp / "random_init.pt"
     # Random weights, default crop sizes: slower than a 60 Hz camera on a CPU, so frames get dropped.
     cfg = ABTrackConfig(model=ModelConfig(template_size=128, search_size=256, head_channels=32, bdm=True,
-                                          n_enf=N_ENF))
+                                          n_enf=N_ENF, bypass_threshold=MODEL_BYPASS_THRESHOLD),
+                        tracker=TrackerConfig(lost_score=MODEL_LOST_SCORE, found_score=MODEL_FOUND_SCORE))
     save_checkpoint(checkpoint, build_model(cfg.model), cfg)
     # The shipped config file, edited, proves its /** wildcard reaches a namespaced node.
     shipped = yaml.safe_load((REPO / "config" / "tracker.yaml").read_text())
@@ -449,7 +453,35 @@ def test_runtime_bypass_threshold_and_lost_score(rig):
         assert init_on(rig, frame_with_square(60, 40))[1].success
         assert last_tracked_status().state_name == "TRACKING"
     finally:
-        rig.set_params(bypass_threshold=0.5, lost_score=RIG_LOST_SCORE, publish_lost_detection=False)
+        rig.set_params(bypass_threshold=-1.0, lost_score=RIG_LOST_SCORE, publish_lost_detection=False)
+
+
+def test_thresholds_default_to_the_models_own(rig):
+    """-1 (the shipped config file's value) = the checkpoint's threshold; a parameter set to a
+    value wins, and setting it back to -1 returns to the model's."""
+    store: list = []
+    sub = rig.helper.create_subscription(DiagnosticArray, "/diagnostics", store.append, 10)
+
+    def thresholds_shown(**expected: float):
+        def matches(status) -> bool:
+            values = {kv.key: kv.value for kv in status.values}
+            return all(values.get(name) == f"{value:.3f}" for name, value in expected.items())
+        status = latest_diagnostic(store, NS, matches)
+        shown = [{kv.key: kv.value for kv in s.values if kv.key.endswith(("_score", "_threshold"))}
+                 for a in store[-3:] for s in a.status if NS in s.name]
+        assert status is not None, (expected, shown)
+
+    try:
+        thresholds_shown(bypass_threshold=MODEL_BYPASS_THRESHOLD, lost_score=RIG_LOST_SCORE,
+                         found_score=MODEL_FOUND_SCORE)
+        assert all(r.successful for r in rig.set_params(lost_score=-1.0, found_score=0.8))
+        thresholds_shown(lost_score=MODEL_LOST_SCORE, found_score=0.8)
+        refused = rig.set_params(lost_score=-0.5)[0]
+        assert not refused.successful and "the model's own" in refused.reason
+        thresholds_shown(lost_score=MODEL_LOST_SCORE)
+    finally:
+        rig.set_params(lost_score=RIG_LOST_SCORE, found_score=-1.0)
+        rig.helper.destroy_subscription(sub)
 
 
 def test_debug_image_only_when_enabled_and_subscribed(rig):

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name, value", [
     ("device", "cuda:1"), ("device", "auto"), ("bypass_threshold", 0.0), ("bypass_threshold", 1),
     ("qos_reliability", "reliable"), ("qos_depth", 100), ("threads", 0), ("checkpoint", "/x.pt"),
-    ("use_sim_time", True),
+    ("use_sim_time", True), ("lost_score", -1.0), ("bypass_threshold", -1),
 ])
 def test_valid_parameter_values(name, value):
     assert params.validate(name, value) is None
@@ -42,7 +42,8 @@ def test_valid_parameter_values(name, value):
 
 @pytest.mark.parametrize("name, value, reason", [
     ("device", "gpu", "not valid"), ("device", "cuda:", "not valid"),
-    ("bypass_threshold", 1.01, "<= 1.0"), ("lost_score", -0.5, ">= 0.0"),
+    ("bypass_threshold", 1.01, "<= 1.0"), ("lost_score", -0.5, "or -1.0 (the model's own)"),
+    ("found_score", -1.5, ">= 0.0"),
     ("bypass_threshold", math.nan, "finite"), ("qos_reliability", "often", "one of best_effort, reliable"),
     ("qos_depth", 0, ">= 1"), ("frame_buffer_length", 2.5, "integer"), ("half", "yes", "bool"),
     ("diagnostics_period", 0.0, ">= 0.1"),
@@ -73,6 +74,7 @@ def test_runtime_parameters_are_the_documented_ones():
 def test_descriptors_carry_ranges():
     desc = params.ros_descriptor(params.SPECS["bypass_threshold"])
     assert desc.floating_point_range[0].to_value == 1.0 and not desc.read_only
+    assert desc.floating_point_range[0].from_value == params.FROM_MODEL  # the model's own
     desc = params.ros_descriptor(params.SPECS["qos_depth"])
     assert desc.integer_range[0].from_value == 1 and desc.read_only
 
@@ -298,14 +300,27 @@ def test_demo_summary_counts_come_from_the_newest_status():
     assert s.frame_accounting["node_received"] == 6 and s.frame_accounting["node_statuses"] == 4
 
 
-def tiny_session():
+def tiny_session(bypass_threshold: float = 0.5, lost_score: float = 0.45, found_score: float = 0.75):
     from abtrack_ros.config import ModelConfig, TrackerConfig
     from abtrack_ros.model import build_model
     from abtrack_ros.ros.session import TrackingSession
     from abtrack_ros.tracking import Tracker
 
-    model = build_model(ModelConfig(depth=2, n_enf=1, template_size=32, search_size=64))
-    return TrackingSession(Tracker(model, TrackerConfig()))
+    model = build_model(ModelConfig(depth=2, n_enf=1, template_size=32, search_size=64,
+                                    bypass_threshold=bypass_threshold))
+    return TrackingSession(Tracker(model, TrackerConfig(lost_score=lost_score, found_score=found_score)))
+
+
+def test_session_settings_take_the_models_own_at_minus_one():
+    session = tiny_session(bypass_threshold=0.6, lost_score=0.2, found_score=0.7)
+    model_own = {"bypass_threshold": 0.6, "lost_score": 0.2, "found_score": 0.7}
+    assert session.settings() == pytest.approx(model_own)
+    session.configure(bypass_threshold=0.9, lost_score=0.0, found_score=0.5)
+    assert session.settings() == pytest.approx({"bypass_threshold": 0.9, "lost_score": 0.0, "found_score": 0.5})
+    session.configure(lost_score=params.FROM_MODEL)  # one back to the model's, the others stay
+    assert session.settings() == pytest.approx({"bypass_threshold": 0.9, "lost_score": 0.2, "found_score": 0.5})
+    session.configure(bypass_threshold=params.FROM_MODEL, found_score=params.FROM_MODEL)
+    assert session.settings() == pytest.approx(model_own)
 
 
 def test_session_never_tracks_an_image_older_than_its_newest_image():

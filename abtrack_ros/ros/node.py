@@ -93,7 +93,6 @@ def load_tracker(p: node_params.NodeParams) -> Tracker:
             path,
             device=resolve_device(p.device),
             half=p.half,
-            cfg_overrides={"lost_score": p.lost_score},
             backend=p.backend,
         )
     except (CheckpointError, ValueError, RuntimeError, OSError, KeyError) as exc:
@@ -245,7 +244,8 @@ class TrackerCore:
         self.logger.info(
             f"tracking on {self.device} ({self.weights}; {self.backend}; {self.torch_threads} torch threads); "
             f"image input '{self.image_topic}' ({p.qos_reliability}, depth {p.qos_depth}); "
-            f"image conversion: {self.converter.backend}"
+            f"image conversion: {self.converter.backend}; thresholds "
+            + ", ".join(f"{name} {value:.3f}" for name, value in self.session.settings().items())
         )
 
     def _keep(self, destroy: Callable[[Any], Any], entity: Any) -> Any:
@@ -459,6 +459,8 @@ class TrackerCore:
             "resident_memory_mb": "n/a" if rss is None else f"{rss / MIB:.1f}",
             "frame_buffer_mb": f"{self.store.buffered_bytes / MIB:.1f}",
             "state": self.session.state_name,
+            # The thresholds in use: the parameters', or the model's own where a parameter is -1.
+            **{name: f"{value:.3f}" for name, value in self.session.settings().items()},
             "device": self.device,
             "torch_threads": str(self.torch_threads),
             "backend": f"{self.backend} ({self.weights}); images: {self.converter.backend}",

@@ -17,6 +17,9 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 QOS_RELIABILITIES = ("best_effort", "reliable")
 
 Value = Union[bool, int, float, str]
+# A threshold parameter at this value takes the model's own setting from its checkpoint (a refitted
+# model ships its thresholds with its confidence weights; a fixed node default would override them).
+FROM_MODEL = -1.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class ParamSpec:
     maximum: Optional[float] = None
     choices: Optional[tuple[str, ...]] = None
     pattern: Optional[re.Pattern[str]] = None
+    from_model: bool = False  # FROM_MODEL (the default) = the checkpoint's value
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -43,14 +47,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "torch, onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKEND_NAMES),
     ParamSpec("bypass_enabled", True, "Let the bypass decision modules skip blocks.",
               read_only=False),
-    ParamSpec("bypass_threshold", 0.5, "A block is skipped when its bypass probability exceeds this.",
-              read_only=False, minimum=0.0, maximum=1.0),
-    ParamSpec("lost_score", 0.45, "Confidence below which the target is reported LOST.",
-              read_only=False, minimum=0.0, maximum=1.0),
-    ParamSpec("found_score", 0.75,
+    ParamSpec("bypass_threshold", FROM_MODEL,
+              "A block is skipped when its bypass probability exceeds this, 0..1; -1 = the model's "
+              "own (0.5 for the default model).",
+              read_only=False, minimum=0.0, maximum=1.0, from_model=True),
+    ParamSpec("lost_score", FROM_MODEL,
+              "Confidence below which the target is reported LOST, 0..1; -1 = the model's own "
+              "(stored with its confidence weights).",
+              read_only=False, minimum=0.0, maximum=1.0, from_model=True),
+    ParamSpec("found_score", FROM_MODEL,
               "Confidence (at least lost_score) a LOST target needs on the model's found_frames "
-              "frames in a row (3 for the default model) to be TRACKING again.",
-              read_only=False, minimum=0.0, maximum=1.0),
+              "frames in a row to be TRACKING again, 0..1; -1 = the model's own.",
+              read_only=False, minimum=0.0, maximum=1.0, from_model=True),
     ParamSpec("publish_lost_detection", False,
               "While LOST, also publish the candidate box on detection, with class_id "
               "'target_lost'; false = no detection while LOST.", read_only=False),
@@ -148,7 +156,11 @@ def validate(name: str, value: Any) -> Optional[str]:
         return f"{name} must be a {_type_name(spec.default)}, got {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{name} must be finite, got {value}"
+    if spec.from_model and value == FROM_MODEL:
+        return None
     if spec.minimum is not None and value < spec.minimum:
+        if spec.from_model:
+            return f"{name} must be >= {spec.minimum} or {FROM_MODEL} (the model's own), got {value}"
         return f"{name} must be >= {spec.minimum}, got {value}"
     if spec.maximum is not None and value > spec.maximum:
         return f"{name} must be <= {spec.maximum}, got {value}"
@@ -168,8 +180,10 @@ def ros_descriptor(spec: ParamSpec) -> Any:
         desc.additional_constraints = "one of: " + ", ".join(spec.choices)
     if spec.minimum is not None and spec.maximum is not None:
         if isinstance(spec.default, float):
+            # The range admits FROM_MODEL; `validate` refuses what lies between it and the minimum.
+            lowest = min(spec.minimum, FROM_MODEL) if spec.from_model else spec.minimum
             desc.floating_point_range = [
-                FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum))
+                FloatingPointRange(from_value=float(lowest), to_value=float(spec.maximum))
             ]
         else:
             desc.integer_range = [

@@ -39,6 +39,12 @@ class TrackingSession:
         self._target_id = ""
         self._state_name = STATE_IDLE
         self._newest_stamp_ns = 0  # newest image the target has seen (its init image or a tracked one)
+        # The checkpoint's thresholds, which a negative setting in `configure` returns to.
+        self._model_settings = {
+            "bypass_threshold": float(tracker.model.bypass_threshold),
+            "lost_score": float(tracker.cfg.lost_score),
+            "found_score": float(tracker.cfg.found_score),
+        }
 
     @property
     def state_name(self) -> str:
@@ -105,14 +111,27 @@ class TrackingSession:
         lost_score: Optional[float] = None,
         found_score: Optional[float] = None,
     ) -> None:
-        """Apply run-time settings between frames (None = leave as is)."""
+        """Apply run-time settings between frames (None = leave as is; a negative threshold = the
+        model's own, as its checkpoint gives it)."""
         with self._lock:
             model = self._tracker.model
             if bypass_enabled is not None:
                 model.bdm_enabled = bool(bypass_enabled)
             if bypass_threshold is not None:
-                model.bypass_threshold = float(bypass_threshold)
+                model.bypass_threshold = self._threshold("bypass_threshold", bypass_threshold)
             if lost_score is not None:
-                self._tracker.cfg.lost_score = float(lost_score)
+                self._tracker.cfg.lost_score = self._threshold("lost_score", lost_score)
             if found_score is not None:
-                self._tracker.cfg.found_score = float(found_score)
+                self._tracker.cfg.found_score = self._threshold("found_score", found_score)
+
+    def settings(self) -> dict[str, float]:
+        """The thresholds in use (after any model-own setting is resolved)."""
+        with self._lock:
+            return {
+                "bypass_threshold": float(self._tracker.model.bypass_threshold),
+                "lost_score": float(self._tracker.cfg.lost_score),
+                "found_score": float(self._tracker.cfg.found_score),
+            }
+
+    def _threshold(self, name: str, value: float) -> float:
+        return self._model_settings[name] if value < 0 else float(value)
