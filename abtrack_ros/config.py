@@ -226,6 +226,10 @@ class TrackerConfig:
     # with its own box's crop, to follow appearance change (docs/tracking.md).
     template_update_every: int = 0
     template_update_confidence: float = 0.9
+    # Confidence-driven depth (0 = off: the BDMs decide alone): after a step whose confidence is
+    # below full_depth_below, the next step runs every block. A doubtful or lost target is when a
+    # tracker needs its whole depth; a confident one leaves the choice to the BDMs (docs/tracking.md).
+    full_depth_below: float = 0.0
 
     def __post_init__(self) -> None:
         checks = (  # (holds, the rule); `not holds` also catches NaN
@@ -243,6 +247,7 @@ class TrackerConfig:
             (self.template_update_every >= 0, f"template_update_every must be >= 0, got {self.template_update_every}"),
             (0.0 <= self.template_update_confidence <= 1.0,
              f"template_update_confidence must be in 0..1, got {self.template_update_confidence}"),
+            (0.0 <= self.full_depth_below <= 1.0, f"full_depth_below must be in 0..1, got {self.full_depth_below}"),
         )
         for holds, rule in checks:
             if not holds:

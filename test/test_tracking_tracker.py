@@ -223,3 +223,39 @@ def test_template_refresh_follows_its_settings(model):
     assert changes == [False, True, False]
     with pytest.raises(Exception, match="template_update_every"):
         TrackerConfig(template_update_every=-1)
+
+
+def test_full_depth_after_a_doubtful_step(model):
+    """full_depth_below: a step after one with a lower confidence runs every block; otherwise the
+    BDMs decide (threshold 0 here: every bypassable block skipped)."""
+    frames, boxes = _frames(5)
+    all_blocks, enforced_only = model.num_blocks, model.n_enf
+
+    def blocks_run(full_depth_below: float, forced=None) -> list[int]:
+        tracker = Tracker(model, TrackerConfig(lost_score=0.0, found_score=0.0, full_depth_below=full_depth_below))
+        tracker.model.bypass_threshold = 0.0
+        tracker.model.set_forced_pattern(forced)
+        try:
+            tracker.initialize(frames[0], boxes[0])
+            return [tracker.track(frame).blocks_executed for frame in frames[1:]]
+        finally:
+            tracker.model.set_forced_pattern(None)
+            tracker.model.bypass_threshold = 0.5
+
+    assert blocks_run(0.0) == [enforced_only] * 4  # off: the BDMs alone
+    # every confidence is below 1: all steps but the first (after init, trusted) run every block
+    assert blocks_run(1.0) == [enforced_only] + [all_blocks] * 3
+    # a pattern forced from outside (the evaluation's static patterns) wins
+    pattern = [True] * enforced_only + [False] * (all_blocks - enforced_only)
+    assert blocks_run(1.0, forced=pattern) == [enforced_only] * 4
+    assert model.forced_pattern is None and model.bypass_threshold == 0.5
+    # bypass off: nothing to force, every block as always
+    tracker = Tracker(model, TrackerConfig(full_depth_below=1.0))
+    tracker.model.bdm_enabled = False
+    try:
+        tracker.initialize(frames[0], boxes[0])
+        assert tracker.track(frames[1]).blocks_executed == all_blocks
+    finally:
+        tracker.model.bdm_enabled = True
+    with pytest.raises(Exception, match="full_depth_below"):
+        TrackerConfig(full_depth_below=1.5)

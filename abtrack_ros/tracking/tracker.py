@@ -138,6 +138,7 @@ class Tracker:
         self._frame_size: Optional[tuple[int, int]] = None  # (width, height) of the init frame
         self._template_histogram: Optional[np.ndarray] = None  # the target's colours at init
         self._steps_since_template = 0  # tracking steps since the template was taken
+        self._last_confidence = 1.0  # the previous step's (1 after init: the given box is the target)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -200,6 +201,7 @@ class Tracker:
         self._frame_size = (frame.shape[1], frame.shape[0])
         self._template_histogram = conf.colour_histogram(frame, box)  # stays the operator's target
         self._lost.reset()
+        self._last_confidence = 1.0
 
     @torch.inference_mode()
     def track(self, frame: np.ndarray) -> TrackResult:
@@ -229,7 +231,7 @@ class Tracker:
         self._synchronise()
         after_preprocess = time.perf_counter()
 
-        out = self.backend.forward_embedded(self._template_tokens, search)
+        out = self._forward(search)
         self._synchronise()
         after_model = time.perf_counter()
 
@@ -240,6 +242,7 @@ class Tracker:
         confidence = conf.combine(cues, self.cfg.confidence)
         low_reason = REASON_COMPETING_PEAK if cues["competitor"] >= conf.COMPETING_PEAK else REASON_LOW_CONFIDENCE
         step = self._lost.update(confidence, self.cfg, low_reason)
+        self._last_confidence = confidence
         if step.state == STATE_TRACKING:
             self._box = decoded.box
         self._previous_box = decoded.box
@@ -271,6 +274,20 @@ class Tracker:
         return result
 
     # ----------------------------------------------------------------- helpers
+    def _forward(self, search: torch.Tensor):
+        """The model on this step's search crop: every block after a doubtful step
+        (``full_depth_below``), else as the BDMs decide. A pattern forced from outside (the
+        evaluation's static patterns) is left alone."""
+        model = self.model
+        doubtful = self._last_confidence < self.cfg.full_depth_below
+        if not (doubtful and model.bdm_enabled and model.forced_pattern is None):
+            return self.backend.forward_embedded(self._template_tokens, search)
+        model.set_forced_pattern([True] * self.num_blocks)
+        try:
+            return self.backend.forward_embedded(self._template_tokens, search)
+        finally:
+            model.set_forced_pattern(None)
+
     def _set_template(self, frame: np.ndarray, box: np.ndarray) -> None:
         """Embed the template crop around ``box`` (cached: the only part of the input that can be)."""
         window = geo.crop_window(geo.box_center(box), geo.crop_side(box, self.cfg.template_factor), self.template_size)
