@@ -19,6 +19,7 @@ from abtrack_ros.evaluation.adaptivity import (
     parse_thresholds,
     pattern_shares,
     reached_block_counts,
+    report_lines,
     run_pass,
     spearman,
     static_patterns,
@@ -26,6 +27,7 @@ from abtrack_ros.evaluation.adaptivity import (
 )
 from abtrack_ros.evaluation.metrics import frame_ious, valid_gt_mask
 from abtrack_ros.evaluation.results import SequenceResult
+from abtrack_ros.config import TrackerConfig
 from abtrack_ros.tracking.tracker import STATE_TRACKING, TrackResult
 
 BOX = [10.0, 10.0, 20.0, 20.0]
@@ -163,7 +165,7 @@ class FakeTracker:
     init box with BDMs off."""
 
     def __init__(self) -> None:
-        self.model, self.box = FakeModel(), None
+        self.model, self.box, self.cfg = FakeModel(), None, TrackerConfig()
 
     def initialize(self, frame, box) -> None:
         self.box = np.asarray(box, dtype=float)
@@ -207,6 +209,11 @@ def test_difficulty_pass_and_sweep_drive_the_model_switches():
     model = tracker.model  # every switch is back as it was
     assert (model.bdm_enabled, model.bypass_threshold, model.forced_pattern) == (True, 0.5, None)
     assert json.loads(json.dumps(section, allow_nan=False)) == section  # JSON-ready: no NaN
+    # the confidence-driven depth rule is part of what was measured: named in the section and table
+    tracker.cfg.full_depth_below = 0.6
+    section = evaluate_adaptivity(tracker, sequences, results, load_frame, difficulty_pass=False)
+    assert section["full_depth_below"] == 0.6
+    assert "every block after a step with confidence below 0.60" in report_lines(section)[1]
 
 
 # ----------------------------------------------------------------- `abtrack eval` end to end
@@ -258,6 +265,7 @@ def test_eval_writes_adaptivity_section_and_table(adaptive_eval):
     doc = json.loads((out / "metrics.json").read_text())
     section, overall = doc["adaptivity"], doc["trackers"]["abtrack"]["overall"]
     assert section["tracker"] == "abtrack" and section["bypass_threshold"] == 0.5
+    assert section["full_depth_below"] == 0.0
     assert section["frames"] == 2 * (FRAMES - 1)  # every frame after the init frame is a step
     assert 2 <= section["patterns"] <= section["frames"]  # this model's gates do vary
     assert 1 <= section["patterns_at_least_5pct"] <= section["patterns"]

@@ -123,7 +123,9 @@ def rig(tmp_path_factory):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen(node_command("-r", f"__ns:={NS_RELIABLE}", "-p", f"checkpoint:={checkpoint}",
                                       "-p", "qos_reliability:=reliable", "-p", "use_compressed:=true",
-                                      "-p", "threads:=1",
+                                      # an integer for a double parameter at start-up (rclpy's type
+                                      # check would refuse it; the node makes it -1.0, the model's own)
+                                      "-p", "threads:=1", "-p", "lost_score:=-1",
                                       "-p", "diagnostics_period:=0.3"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
@@ -462,17 +464,20 @@ def test_thresholds_default_to_the_models_own(rig):
     store: list = []
     sub = rig.helper.create_subscription(DiagnosticArray, "/diagnostics", store.append, 10)
 
-    def thresholds_shown(**expected: float):
+    def thresholds_shown(ns: str = NS, **expected: float):
         def matches(status) -> bool:
             values = {kv.key: kv.value for kv in status.values}
             return all(values.get(name) == f"{value:.3f}" for name, value in expected.items())
-        status = latest_diagnostic(store, NS, matches)
+        status = latest_diagnostic(store, ns, matches)
         shown = [{kv.key: kv.value for kv in s.values if kv.key.endswith(("_score", "_threshold"))}
-                 for a in store[-3:] for s in a.status if NS in s.name]
+                 for a in store[-3:] for s in a.status if ns in s.name]
         assert status is not None, (expected, shown)
 
     try:
         thresholds_shown(bypass_threshold=MODEL_BYPASS_THRESHOLD, lost_score=RIG_LOST_SCORE,
+                         found_score=MODEL_FOUND_SCORE)
+        # started without the config file and with lost_score:=-1 (an integer): all the model's
+        thresholds_shown(NS_RELIABLE, bypass_threshold=MODEL_BYPASS_THRESHOLD, lost_score=MODEL_LOST_SCORE,
                          found_score=MODEL_FOUND_SCORE)
         assert all(r.successful for r in rig.set_params(lost_score=-1.0, found_score=0.8))
         thresholds_shown(lost_score=MODEL_LOST_SCORE, found_score=0.8)

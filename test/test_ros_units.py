@@ -88,7 +88,7 @@ def test_config_yaml_lists_every_parameter_with_defaults():
     values = data[key]["ros__parameters"]
     assert set(values) == {s.name for s in params.PARAMETERS}
     for spec in params.PARAMETERS:
-        assert values[spec.name] == spec.default, spec.name
+        assert values[spec.name] == spec.default and type(values[spec.name]) is type(spec.default), spec.name
         assert params.validate(spec.name, values[spec.name]) is None
         assert f"    {spec.name}:" in text
 
@@ -321,6 +321,8 @@ def test_session_settings_take_the_models_own_at_minus_one():
     assert session.settings() == pytest.approx({"bypass_threshold": 0.9, "lost_score": 0.2, "found_score": 0.5})
     session.configure(bypass_threshold=params.FROM_MODEL, found_score=params.FROM_MODEL)
     assert session.settings() == pytest.approx(model_own)
+    session.configure(lost_score=0.8)  # found_score as it acts: never below lost_score
+    assert session.settings() == pytest.approx({"bypass_threshold": 0.6, "lost_score": 0.8, "found_score": 0.8})
 
 
 def test_session_never_tracks_an_image_older_than_its_newest_image():

@@ -237,7 +237,11 @@ def test_full_depth_after_a_doubtful_step(model):
         tracker.model.set_forced_pattern(forced)
         try:
             tracker.initialize(frames[0], boxes[0])
-            return [tracker.track(frame).blocks_executed for frame in frames[1:]]
+            counts = []
+            for frame in frames[1:]:
+                counts.append(tracker.track(frame).blocks_executed)
+                assert tracker.model.forced_pattern == forced  # the step's own forcing is undone
+            return counts
         finally:
             tracker.model.set_forced_pattern(None)
             tracker.model.bypass_threshold = 0.5
@@ -248,7 +252,16 @@ def test_full_depth_after_a_doubtful_step(model):
     # a pattern forced from outside (the evaluation's static patterns) wins
     pattern = [True] * enforced_only + [False] * (all_blocks - enforced_only)
     assert blocks_run(1.0, forced=pattern) == [enforced_only] * 4
-    assert model.forced_pattern is None and model.bypass_threshold == 0.5
+    # initialize() starts confident again: its first step is the BDMs' own
+    tracker = Tracker(model, TrackerConfig(lost_score=0.0, found_score=0.0, full_depth_below=1.0))
+    tracker.model.bypass_threshold = 0.0
+    try:
+        tracker.initialize(frames[0], boxes[0])
+        assert [tracker.track(frame).blocks_executed for frame in frames[1:3]] == [enforced_only, all_blocks]
+        tracker.initialize(frames[2], boxes[2])
+        assert tracker.track(frames[3]).blocks_executed == enforced_only
+    finally:
+        tracker.model.bypass_threshold = 0.5
     # bypass off: nothing to force, every block as always
     tracker = Tracker(model, TrackerConfig(full_depth_below=1.0))
     tracker.model.bdm_enabled = False

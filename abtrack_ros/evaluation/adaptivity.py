@@ -263,7 +263,9 @@ def evaluate_adaptivity(
     """The ``adaptivity`` section of metrics.json (JSON-ready) for ``results`` of a run with BDMs
     on; ``sweep_thresholds`` adds the (expensive) sweep and writes its plot into ``out_dir``."""
     no_bdm = run_no_bdm_pass(tracker, sequences, load_frame) if difficulty_pass else None
+    # full_depth_below > 0: steps after a doubtful one ran every block whatever the BDMs said
     section = {"tracker": OURS, "bypass_threshold": float(tracker.model.bypass_threshold),
+               "full_depth_below": float(tracker.cfg.full_depth_below),
                **measure_adaptivity(results, sequences, no_bdm)}
     if no_bdm is not None:  # the same pass scored: what bypass costs in accuracy
         section["auc_bypass_on"] = score_tracker(OURS, results, sequences).overall["auc"]
@@ -337,7 +339,9 @@ def report_lines(section: dict) -> list[str]:
     if "auc_bypass_off" in section:
         rows.append(("success AUC: bypass on / off (same model)",
                      f"{_fmt(section['auc_bypass_on'])} / {_fmt(section['auc_bypass_off'])}"))
-    lines = ["", f"## Adaptivity ({section['tracker']}, bypass threshold {section['bypass_threshold']:.2f})", "",
+    depth_rule = (f", every block after a step with confidence below {section['full_depth_below']:.2f}"
+                  if section["full_depth_below"] > 0 else "")
+    lines = ["", f"## Adaptivity ({section['tracker']}, bypass threshold {section['bypass_threshold']:.2f}{depth_rule})", "",
              "| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     sweep = section.get("bypass_sweep")
     if sweep:

@@ -29,7 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.exceptions import InvalidParameterValueException
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -144,6 +144,13 @@ def declare_node_parameters(node: Node) -> node_params.NodeParams:
     """Register the parameter callbacks, declare every parameter once (with its descriptor) and
     return their values. Changes go through `apply_parameters` on the node's `params` and `core`."""
     node.add_pre_set_parameters_callback(coerce_parameters)
+    # rclpy runs no pre-set callback on start-up values (-p lost_score:=-1, a YAML integer), so
+    # integers for double parameters are made doubles here, before rclpy's type check sees them.
+    overrides = getattr(node, "_parameter_overrides", {})
+    for name, override in list(overrides.items()):
+        value = node_params.coerce_integer_for_double(name, override.value)
+        if value is not override.value:
+            overrides[name] = Parameter(name, value=value)
     node.add_on_set_parameters_callback(
         lambda parameters: apply_parameters(getattr(node, "params", None), getattr(node, "core", None), parameters))
     declared = node.declare_parameters(
@@ -573,7 +580,7 @@ def run(make_node: Callable[[], Node], argv: Optional[list[str]] = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         node = make_node()
-    except (ModelLoadError, InvalidParameterValueException) as exc:
+    except (ModelLoadError, ParameterException) as exc:
         logger.fatal(f"tracker_node cannot start: {exc}")
         rclpy.try_shutdown()
         return 1

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from abtrack_ros.tracking import STATE_TRACKING, Tracker, TrackResult
+from abtrack_ros.tracking.lost import found_threshold
 
 STATE_IDLE = "IDLE"
 # An image stamped this much before the newest image of the target means the clock went back
@@ -45,6 +46,7 @@ class TrackingSession:
             "lost_score": float(tracker.cfg.lost_score),
             "found_score": float(tracker.cfg.found_score),
         }
+        self._settings = dict(self._model_settings)  # in use; read without the lock (diagnostics)
 
     @property
     def state_name(self) -> str:
@@ -114,24 +116,23 @@ class TrackingSession:
         """Apply run-time settings between frames (None = leave as is; a negative threshold = the
         model's own, as its checkpoint gives it)."""
         with self._lock:
-            model = self._tracker.model
+            model, cfg = self._tracker.model, self._tracker.cfg
             if bypass_enabled is not None:
                 model.bdm_enabled = bool(bypass_enabled)
             if bypass_threshold is not None:
                 model.bypass_threshold = self._threshold("bypass_threshold", bypass_threshold)
             if lost_score is not None:
-                self._tracker.cfg.lost_score = self._threshold("lost_score", lost_score)
+                cfg.lost_score = self._threshold("lost_score", lost_score)
             if found_score is not None:
-                self._tracker.cfg.found_score = self._threshold("found_score", found_score)
+                cfg.found_score = self._threshold("found_score", found_score)
+            # found_score as it acts: never below lost_score
+            self._settings = {"bypass_threshold": float(model.bypass_threshold), "lost_score": float(cfg.lost_score),
+                              "found_score": float(found_threshold(cfg))}
 
     def settings(self) -> dict[str, float]:
-        """The thresholds in use (after any model-own setting is resolved)."""
-        with self._lock:
-            return {
-                "bypass_threshold": float(self._tracker.model.bypass_threshold),
-                "lost_score": float(self._tracker.cfg.lost_score),
-                "found_score": float(self._tracker.cfg.found_score),
-            }
+        """The thresholds in use, the model's own resolved. Lock-free (a dict replaced whole), so
+        diagnostics never wait for a model step."""
+        return self._settings
 
     def _threshold(self, name: str, value: float) -> float:
         return self._model_settings[name] if value < 0 else float(value)
