@@ -15,8 +15,8 @@ from abtrack_ros.tracking.tracker import Tracker
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """--backend, --int8, --bf16, --cache-dir."""
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                        help="inference backend (default auto: the fastest installed, onnxruntime on CPU, "
-                             "tensorrt on CUDA; docs/speed.md)")
+                        help="inference backend (default auto: torch on CPU, onnxruntime with --int8; "
+                             "tensorrt on CUDA when installed, else torch; docs/speed.md)")
     parser.add_argument("--int8", action="store_true", help="onnxruntime: dynamically quantised int8 blocks")
     parser.add_argument("--bf16", action="store_true", help="torch on CPU: bfloat16 weights and activations")
     parser.add_argument("--cache-dir", default=None,
