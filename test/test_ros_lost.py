@@ -33,8 +33,10 @@ from abtrack_ros.tracking.geometry import iou_xywh  # noqa: E402
 NS = "/abt_lost"
 # One easy 320 x 240 sequence of procedural textures (no photographs needed) with one
 # out-of-view event, on which the shipped model loses the target while it is away and finds it
-# again after its return (checked offline with the same model when the seed was chosen).
-SEED, FRAMES = 1, 60
+# again after its return (checked offline with the same model when the seed was chosen). The
+# default model re-acquires only part of such events (38 % on its held-out set, model card): the
+# fifth release does on seeds 3, 6, 8 and 9 of 2-11, not on seed 1, the fourth release's choice.
+SEED, FRAMES = 3, 60
 START_TIMEOUT_S = 90.0
 ATTEMPTS = 5  # a best-effort image can be lost on a busy machine: it is sent again
 
