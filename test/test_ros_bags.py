@@ -216,7 +216,9 @@ def test_demo_replays_a_bag_into_the_node_with_its_stamps(bags, tmp_path, checkp
         proc = subprocess.run(
             [sys.executable, "-m", "abtrack_ros.cli", "demo", "--bag", str(bags["mcap"]), "--topic", IMAGE_TOPIC,
              "--box", ",".join(map(str, BOX)), "--checkpoint", str(checkpoint), "--device", "cpu", "--threads", "1",
-             "--out", str(out), "--quiet"],
+             # a tenth of the recorded pace (6 s instead of 0.6 s): this listener discovers the
+             # demo's node only after its start, and at full pace it sometimes heard no status
+             "--rate-scale", "0.1", "--out", str(out), "--quiet"],
             capture_output=True, text=True, timeout=180, env=dict(os.environ))
         statuses = [s.msg for s in listener.snapshot()[1]]
     finally:
