@@ -1,5 +1,6 @@
 """The ONNX Runtime backend against the torch model: same gates, same outputs, bypass kept real."""
 import copy
+import logging
 
 import numpy as np
 import pytest
@@ -185,11 +186,23 @@ def test_bad_requests_are_clear_errors(model, ort_fp32, cache):
                 backend_options=BackendOptions(bf16=True, cache_dir=cache))
 
 
-def test_auto_picks_torch_on_cpu_unless_int8():
-    assert resolve_backend_name("auto", torch.device("cpu")) == "torch"
+def test_auto_picks_onnxruntime_on_cpu_unless_bf16():
+    assert resolve_backend_name("auto", torch.device("cpu")) == "onnxruntime"
     assert resolve_backend_name("auto", torch.device("cpu"), BackendOptions(bf16=True)) == "torch"
     assert resolve_backend_name("auto", torch.device("cpu"), BackendOptions(int8=True)) == "onnxruntime"
     assert resolve_backend_name("torch", torch.device("cpu")) == "torch"
+
+
+def test_auto_falls_back_to_torch_when_the_graph_cache_cannot_be_written(model, tmp_path, caplog):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder would go")
+    options = BackendOptions(cache_dir=blocker / "cache")
+    with caplog.at_level(logging.WARNING, logger="abtrack_ros.backends.selection"):
+        backend = create_backend("auto", model, torch.device("cpu"), options=options)
+    assert backend.name == "torch"
+    assert "using torch" in caplog.text and "cache" in caplog.text
+    with pytest.raises(OSError):  # asked for by name: the error is the user's to see
+        create_backend("onnxruntime", model, torch.device("cpu"), options=options)
 
 
 def test_node_parameter_selects_the_backend(model, tmp_path, monkeypatch):

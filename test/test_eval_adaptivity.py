@@ -339,3 +339,22 @@ def test_skipping_the_difficulty_pass_and_bad_sweep_options(adaptive_eval, tmp_p
     assert main(common + ["--bypass-sweep", "--no-bdm", "--out", str(tmp_path / "x")]) == 2
     assert "needs a model with BDMs on" in capsys.readouterr().err
     assert main(common + ["--bypass-sweep", "--sweep-thresholds", "0.3,2", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_bypass_threshold_option_matches_the_sweep_point(adaptive_eval, tmp_path, capsys):
+    """`--bypass-threshold T` runs the model at T: the same AUC and depth as the sweep's point T."""
+    _spec, common, out, _ = adaptive_eval
+    threshold = SWEEP[0]
+    assert main(common + ["--no-difficulty-pass", "--bypass-threshold", str(threshold),
+                          "--out", str(tmp_path / "at")]) == 0
+    doc = json.loads((tmp_path / "at" / "metrics.json").read_text())
+    point = json.loads((out / "metrics.json").read_text())["adaptivity"]["bypass_sweep"]["adaptive"][0]
+    assert doc["adaptivity"]["bypass_threshold"] == threshold
+    assert doc["trackers"]["abtrack"]["overall"]["auc"] == pytest.approx(point["auc"])
+    assert doc["adaptivity"]["blocks_mean"] == pytest.approx(point["blocks_executed_mean"])
+    for bad in (["--bypass-threshold", "1.5"], ["--bypass-threshold", "0.3", "--no-bdm"]):
+        with pytest.raises(SystemExit) as refused:  # argparse refuses it before any model is loaded
+            main(common + bad + ["--out", str(tmp_path / "bad")])
+        assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be a number in 0..1, got '1.5'" in err and "not allowed with argument" in err

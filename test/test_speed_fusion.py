@@ -1,5 +1,6 @@
-"""Inference-time fixed-cost cuts: batch norm folded into the head's convolutions, the three head
-branches fused, and the backends (torch, ONNX Runtime) still giving the model's own outputs."""
+"""Inference-time fixed-cost cuts: batch norm folded into the head's and the conv stem's
+convolutions, the three head branches fused, and the backends (torch, ONNX Runtime) still giving
+the model's own outputs."""
 import copy
 
 import pytest
@@ -9,7 +10,9 @@ from torch import nn
 from abtrack_ros.backends import OnnxRuntimeBackend, TorchBackend
 from abtrack_ros.config import ModelConfig
 from abtrack_ros.model import CenterPredictor, build_model, decode_boxes
-from abtrack_ros.model.head import FusedCenterPredictor, fold_batchnorm
+from abtrack_ros.model.fusion import fold_batchnorm
+from abtrack_ros.model.head import FusedCenterPredictor
+from abtrack_ros.model.patch_embed import ConvStem, FusedConvStem, fuse_patch_embed
 
 TOL = 1e-4
 TEMPLATE, SEARCH = 32, 64
@@ -82,10 +85,31 @@ def test_fused_head_is_inference_only_and_leaves_the_model_trainable():
     assert all(p.requires_grad for p in head.parameters())  # the source head still trains
 
 
-def _model() -> nn.Module:
+def test_fused_conv_stem_gives_the_same_tokens():
+    torch.manual_seed(7)
+    stem = _randomise_batchnorm(ConvStem(64, 16), 8).eval()
+    fused = fuse_patch_embed(stem)
+    assert isinstance(fused, FusedConvStem) and len(fused.convs) == 4
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    for scale in (0.1, 1.0, 20.0):
+        image = torch.randn(2, 3, SEARCH, SEARCH) * scale
+        with torch.inference_mode():
+            expected, actual = stem(image), fused(image)
+        assert actual.shape == expected.shape == (2, 64, SEARCH // 16, SEARCH // 16)
+        assert torch.allclose(actual, expected, atol=TOL * scale, rtol=1e-5), float((actual - expected).abs().max())
+
+
+def test_fused_conv_stem_is_inference_only_and_linear_patchify_is_kept():
+    with pytest.raises(ValueError, match="eval"):
+        FusedConvStem(ConvStem(64, 16).train())
+    patchify = nn.Conv2d(3, 64, 16, 16)
+    assert fuse_patch_embed(patchify) is patchify
+
+
+def _model(patch_embed: str = "linear") -> nn.Module:
     torch.manual_seed(5)
     model = build_model(ModelConfig(template_size=TEMPLATE, search_size=SEARCH, depth=3, n_enf=1, bdm=True,
-                                    head_channels=32)).eval()
+                                    head_channels=32, patch_embed=patch_embed)).eval()
     for decision in model.backbone.decisions:
         nn.init.normal_(decision.linear.weight, std=0.3)
         decision.linear.bias.data.fill_(0.0)
@@ -105,11 +129,12 @@ def _assert_outputs_close(expected, actual) -> None:
         assert torch.allclose(got, want, atol=TOL, rtol=0), f"{name}: {float((got - want).abs().max())}"
 
 
+@pytest.mark.parametrize("patch_embed", ["linear", "conv_stem"])
 @pytest.mark.parametrize("backend_name", ["torch", "onnxruntime"])
-def test_backends_match_the_unfused_model(backend_name, tmp_path):
+def test_backends_match_the_unfused_model(backend_name, patch_embed, tmp_path):
     if backend_name == "onnxruntime":
         pytest.importorskip("onnxruntime")
-    model = _model()
+    model = _model(patch_embed)
     backend = (TorchBackend(model, torch.device("cpu")) if backend_name == "torch"
                else OnnxRuntimeBackend(model, threads=1, cache_dir=tmp_path))
     for seed in range(3):
@@ -119,3 +144,4 @@ def test_backends_match_the_unfused_model(backend_name, tmp_path):
             actual = backend.forward_embedded(backend.embed_template(template), search)
         _assert_outputs_close(expected, actual)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.head.modules())  # the model kept its head
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.backbone.patch_embed.modules()) == (patch_embed == "conv_stem")

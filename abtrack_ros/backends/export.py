@@ -119,13 +119,18 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, outputs: list[
                           dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True)
 
 
+def _complete(graphs: GraphSet) -> bool:
+    """Whether ``graphs.folder`` holds a finished export (its manifest is written last)."""
+    return (graphs.folder / MANIFEST).is_file() and all(graphs.path(n).is_file() for n in graphs.names())
+
+
 def export_graphs(model: ABTrackModel, cache_root: Optional[Union[str, Path]] = None) -> GraphSet:
     """The model's ONNX graphs, exported into ``<cache_root>/onnx/<sha256>/`` unless already there."""
     root = Path(cache_root).expanduser() if cache_root is not None else default_cache_root()
     digest = model_digest(model)
     folder = root / "onnx" / digest
     graphs = GraphSet(folder, model.num_blocks)
-    if (folder / MANIFEST).is_file() and all(graphs.path(n).is_file() for n in graphs.names()):
+    if _complete(graphs):
         return graphs
     source = copy.deepcopy(model).to("cpu", torch.float32).eval()
     backbone = source.backbone
@@ -149,6 +154,8 @@ def export_graphs(model: ABTrackModel, cache_root: Optional[Union[str, Path]] = 
         manifest = {"graph_format": GRAPH_FORMAT, "opset": OPSET, "sha256": digest, "graphs": graphs.names(),
                     "torch": torch.__version__, "backbone": source.config.backbone}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if _complete(graphs):  # another process (a second node) finished the same export first
+            return graphs
         if folder.exists():  # an incomplete earlier export
             shutil.rmtree(folder)
         staging.rename(folder)  # atomic: a reader sees all graphs or none

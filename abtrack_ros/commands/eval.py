@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from abtrack_ros.evaluation.adaptivity import DEFAULT_MAX_STATIC_PATTERNS, DEFAULT_SWEEP_THRESHOLDS
-from abtrack_ros.tracking.runtime import add_tracker_arguments, set_threads, tracker_from_args
+from abtrack_ros.tracking.runtime import (add_bypass_arguments, add_tracker_arguments, apply_bypass_arguments,
+                                          set_threads, tracker_from_args)
 
 HELP = "One-pass evaluation on a dataset with the standard metrics (and peers)."
 DEFAULT_PLOT_CAP = 8
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_tracker_arguments(parser)
     parser.add_argument("--peers", default="", help="comma-separated OpenCV peers: csrt,kcf,mil")
     parser.add_argument("--max-sequences", type=int, default=None, help="evaluate only the first N sequences")
-    parser.add_argument("--no-bdm", action="store_true", help="run every block (bypass decision modules off)")
+    add_bypass_arguments(parser)
     parser.add_argument("--no-difficulty-pass", action="store_true",
                         help="skip the second (no-BDM) pass of ABTrack that the adaptivity's difficulty "
                              "correlation needs")
@@ -79,8 +80,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         peer_names = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
         peers = make_peers(peer_names)  # unknown names fail here, before any tracking
         tracker = tracker_from_args(args)
-        if args.no_bdm:
-            tracker.model.bdm_enabled = False
+        apply_bypass_arguments(tracker, args)
         if sweep_thresholds and not tracker.model.bdm_enabled:
             raise ValueError("--bypass-sweep needs a model with BDMs on (no --no-bdm)")
         meta.update(mode="ran", weights=tracker.weights_description, device=str(tracker.device),

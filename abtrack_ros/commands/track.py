@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
 
-from abtrack_ros.tracking.runtime import add_tracker_arguments, set_threads, tracker_from_args
+from abtrack_ros.tracking.runtime import (add_bypass_arguments, add_tracker_arguments, apply_bypass_arguments,
+                                          set_threads, tracker_from_args)
 
 if TYPE_CHECKING:  # hints only: these load lazily, where used (the bag module needs ROS)
     from abtrack_ros.ros.bags import BagImage, DetectionBagWriter
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "default: the bag's only image topic")
     parser.add_argument("--box", required=True, help="target box in the first frame: x,y,w,h (pixels)")
     add_tracker_arguments(parser)
-    parser.add_argument("--no-bdm", action="store_true", help="run every block (bypass decision modules off)")
+    add_bypass_arguments(parser)
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--out", required=True,
                         help="output folder (annotated video, boxes, plot; with --bag the detections bag)")
@@ -64,8 +65,7 @@ def _track(args: argparse.Namespace) -> int:
     name, fps, items = _open_input(args)
     set_threads(args.threads)
     tracker = tracker_from_args(args)
-    if args.no_bdm:
-        tracker.model.bdm_enabled = False
+    apply_bypass_arguments(tracker, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     writer = AnnotatedVideoWriter(out / "tracked", fps)

@@ -142,24 +142,29 @@ class OneStreamViT(nn.Module):
             pattern = list(pattern)
         self.forced_pattern = pattern
 
-    def embed(self, image: torch.Tensor, side: int, pos: torch.Tensor) -> torch.Tensor:
+    def embed(self, image: torch.Tensor, side: int, pos: torch.Tensor,
+              patch_embed: Optional[nn.Module] = None) -> torch.Tensor:
+        """Tokens of ``image`` through ``patch_embed`` (the model's own unless a backend passes
+        its fused copy), plus the positional embedding ``pos``."""
         size = side * self.patch_size
         if image.dim() != 4 or image.shape[1] != 3 or image.shape[2:] != (size, size):
             raise ValueError(f"expected an image batch B x 3 x {size} x {size}, got {tuple(image.shape)}")
-        return self.patch_embed(image).flatten(2).transpose(1, 2) + pos
+        embed = self.patch_embed if patch_embed is None else patch_embed
+        return embed(image).flatten(2).transpose(1, 2) + pos
 
-    def embed_template(self, template: torch.Tensor) -> torch.Tensor:
-        return self.embed(template, self.template_side, self.pos_template)
+    def embed_template(self, template: torch.Tensor, patch_embed: Optional[nn.Module] = None) -> torch.Tensor:
+        return self.embed(template, self.template_side, self.pos_template, patch_embed)
 
-    def embed_search(self, search: torch.Tensor) -> torch.Tensor:
-        return self.embed(search, self.search_side, self.pos_search)
+    def embed_search(self, search: torch.Tensor, patch_embed: Optional[nn.Module] = None) -> torch.Tensor:
+        return self.embed(search, self.search_side, self.pos_search, patch_embed)
 
-    def forward(self, template_tokens: torch.Tensor, search: torch.Tensor) -> BackboneOutput:
+    def forward(self, template_tokens: torch.Tensor, search: torch.Tensor,
+                patch_embed: Optional[nn.Module] = None) -> BackboneOutput:
         expected = (self.template_side ** 2, self.pos_template.shape[-1])
         if template_tokens.dim() != 3 or tuple(template_tokens.shape[1:]) != expected:
             raise ValueError(f"template tokens must be B x {expected[0]} x {expected[1]}, "
                              f"got {tuple(template_tokens.shape)}")
-        search_tokens = self.embed_search(search)
+        search_tokens = self.embed_search(search, patch_embed)
         batch = search_tokens.shape[0]
         if template_tokens.shape[0] != batch:
             raise ValueError(f"template batch {template_tokens.shape[0]} != search batch {batch}")

@@ -10,13 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fusion import conv2d_fast, fold_batchnorm
+
 # Sigmoid outputs are kept off 0 and 1 so the focal loss's log terms stay finite.
 SIGMOID_CLAMP = 1e-4
 # Conv-BN-ReLU layers per branch; each halves the width (256 -> 128 -> 64 -> 32).
 BRANCH_DEPTH = 4
-# oneDNN convolution callable directly (CPU builds with MKL-DNN).
-ONEDNN_CONV = torch.backends.mkldnn.is_available() and hasattr(torch, "mkldnn_convolution")
-ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def clamped_sigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -80,31 +79,6 @@ class QualityHead(nn.Module):
         # about 6, where a confidently wrong cell (a look-alike) would get no gradient; the loss
         # and the tracker's cue clamp what they take the log of.
         return torch.sigmoid(self.out(hidden).float())
-
-
-def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new convolution equal to ``bn(conv(x))`` in eval mode (running statistics folded in).
-
-    Pure: ``conv`` and ``bn`` are left as they are. Folded in float64, then cast back, so the
-    fold adds no rounding beyond the target dtype's.
-    """
-    if bn.training:
-        raise ValueError("batch norm is folded with its running statistics: eval mode (inference) only")
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("batch norm without running statistics cannot be folded")
-    dtype = conv.weight.dtype
-    with torch.no_grad():
-        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
-        shift = -bn.running_mean.double() * scale
-        if bn.affine:
-            scale, shift = scale * bn.weight.double(), shift * bn.weight.double() + bn.bias.double()
-        bias = shift if conv.bias is None else shift + conv.bias.double() * scale
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-                          device=conv.weight.device, dtype=dtype)
-        fused.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype))
-        fused.bias.copy_(bias.to(dtype))
-    return fused.requires_grad_(False)
 
 
 def _stack(convs: list[nn.Conv2d], groups: int) -> nn.Conv2d:
@@ -177,20 +151,9 @@ class FusedCenterPredictor(nn.Module):
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = features
         for layer in self.layers:
-            x = F.relu(_conv(layer, x), inplace=True)
+            x = F.relu(conv2d_fast(layer, x), inplace=True)
         score, offset, size = torch.split(self.out(x), self.split, dim=1)
         return clamped_sigmoid(score), offset, clamped_sigmoid(size)
-
-
-def _conv(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)``, on the CPU through oneDNN: at batch 1 on a small map PyTorch's heuristic picks
-    its im2col path for an ungrouped 3x3 convolution, 1.5x slower here (docs/speed.md). Traced
-    exports (ONNX) take the plain call."""
-    if (ONEDNN_CONV and x.device.type == "cpu" and x.dtype in ONEDNN_DTYPES and layer.padding_mode == "zeros"
-            and not torch.jit.is_tracing()):
-        return torch.mkldnn_convolution(x, layer.weight, layer.bias, layer.padding, layer.stride, layer.dilation,
-                                        layer.groups)
-    return layer(x)
 
 
 def cell_boxes(offset_map: torch.Tensor, size_map: torch.Tensor) -> torch.Tensor:

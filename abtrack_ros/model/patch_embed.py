@@ -6,13 +6,19 @@ convolutional stem for training from scratch (the idea of Xiao et al. 2021, "Ear
 Help Transformers See Better"): log2(patch) stride-2 3x3 conv-BN-ReLU stages whose widths double
 up to the embed dim, then a 1x1 projection. The total stride is the patch size, so the token
 grids, the positional embeddings and everything after them are unchanged.
+
+``FusedConvStem`` is the conv stem prepared for inference: batch norm folded into each stage's
+convolution (the stem's share of a step's fixed cost, docs/speed.md).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .fusion import conv2d_fast, fold_batchnorm
 
 PATCH_EMBEDS = ("linear", "conv_stem")
 
@@ -49,6 +55,35 @@ class ConvStem(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.proj(self.stages(image))
+
+
+class FusedConvStem(nn.Module):
+    """``ConvStem`` for inference: each stage one biased convolution (its BN folded in) and a
+    ReLU; same outputs. The weights are copied, so later changes to the source stem are not
+    followed (the backends build it again per tracker, as the fused head)."""
+
+    def __init__(self, stem: ConvStem) -> None:
+        super().__init__()
+        if stem.training:
+            raise ValueError("the fused stem folds batch norm statistics: call stem.eval() first (inference only)")
+        self.convs = nn.ModuleList(fold_batchnorm(stage.conv, stage.norm) for stage in stem.stages)
+        self.proj = nn.Conv2d(stem.proj.in_channels, stem.proj.out_channels, 1, device=stem.proj.weight.device,
+                              dtype=stem.proj.weight.dtype)
+        self.proj.load_state_dict(stem.proj.state_dict())
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image
+        for conv in self.convs:
+            x = F.relu(conv2d_fast(conv, x), inplace=True)
+        return conv2d_fast(self.proj, x)
+
+
+def fuse_patch_embed(patch_embed: nn.Module) -> nn.Module:
+    """The patch embedding as inference runs it: a conv stem fused, the linear patchify as it is
+    (a single convolution without batch norm has nothing to fold)."""
+    return FusedConvStem(patch_embed) if isinstance(patch_embed, ConvStem) else patch_embed
 
 
 def create_patch_embed(kind: str, timm_vit: nn.Module) -> nn.Module:

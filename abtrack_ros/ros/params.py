@@ -43,8 +43,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               pattern=DEVICE_PATTERN),
     ParamSpec("half", False, "Run the model in float16 (CUDA only)."),
     ParamSpec("backend", "auto",
-              "Inference backend: auto (tensorrt on CUDA when installed, else torch; torch on CPU), "
-              "torch, onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKEND_NAMES),
+              "Inference backend: auto (tensorrt on CUDA when installed, else torch; onnxruntime on CPU "
+              "when installed, else torch), torch, onnxruntime (CPU) or tensorrt (CUDA).", choices=BACKEND_NAMES),
     ParamSpec("bypass_enabled", True, "Let the bypass decision modules skip blocks.",
               read_only=False),
     ParamSpec("bypass_threshold", FROM_MODEL,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Optional
 
 import cv2
@@ -15,8 +16,8 @@ from abtrack_ros.tracking.tracker import Tracker
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """--backend, --int8, --bf16, --cache-dir."""
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                        help="inference backend (default auto: torch on CPU, onnxruntime with --int8; "
-                             "tensorrt on CUDA when installed, else torch; docs/speed.md)")
+                        help="inference backend (default auto: onnxruntime on CPU when installed, torch with "
+                             "--bf16; tensorrt on CUDA when installed, else torch; docs/speed.md)")
     parser.add_argument("--int8", action="store_true", help="onnxruntime: dynamically quantised int8 blocks")
     parser.add_argument("--bf16", action="store_true", help="torch on CPU: bfloat16 weights and activations")
     parser.add_argument("--cache-dir", default=None,
@@ -35,6 +36,34 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a key of the checkpoint's tracker config section (repeatable; "
                              "e.g. found_score=0.5; values are YAML scalars, keys checked strictly)")
     add_backend_arguments(parser)
+
+
+def add_bypass_arguments(parser: argparse.ArgumentParser) -> None:
+    """--no-bdm and --bypass-threshold (the node's bypass_enabled and bypass_threshold)."""
+    bypass = parser.add_mutually_exclusive_group()
+    bypass.add_argument("--no-bdm", action="store_true", help="run every block (bypass decision modules off)")
+    bypass.add_argument("--bypass-threshold", type=unit_interval, default=None,
+                        help="a block is skipped when its bypass probability exceeds this, 0..1 "
+                             "(default: the model's own)")
+
+
+def unit_interval(text: str) -> float:
+    """An argparse type: a number in 0..1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in 0..1, got {text!r}")
+    return value
+
+
+def apply_bypass_arguments(tracker: Tracker, args: argparse.Namespace) -> None:
+    """Set the model's bypass switches from --no-bdm / --bypass-threshold (ValueError outside 0..1)."""
+    if args.bypass_threshold is not None:
+        tracker.model.bypass_threshold = args.bypass_threshold
+    if args.no_bdm:
+        tracker.model.bdm_enabled = False
 
 
 def parse_tracker_settings(items: list[str]) -> dict:
