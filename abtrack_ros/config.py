@@ -230,6 +230,10 @@ class TrackerConfig:
     # below full_depth_below, the next step runs every block. A doubtful or lost target is when a
     # tracker needs its whole depth; a confident one leaves the choice to the BDMs (docs/tracking.md).
     full_depth_below: float = 0.0
+    # Confidence over time (0 = off: each step's own): the published confidence is the sigmoid
+    # of a moving average of the confidence's logit, smoothing * previous + (1 - smoothing) *
+    # this step's, restarted at every initialize (docs/tracking.md).
+    confidence_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         checks = (  # (holds, the rule); `not holds` also catches NaN
@@ -248,6 +252,8 @@ class TrackerConfig:
             (0.0 <= self.template_update_confidence <= 1.0,
              f"template_update_confidence must be in 0..1, got {self.template_update_confidence}"),
             (0.0 <= self.full_depth_below <= 1.0, f"full_depth_below must be in 0..1, got {self.full_depth_below}"),
+            (0.0 <= self.confidence_smoothing < 1.0,
+             f"confidence_smoothing must be in [0, 1), got {self.confidence_smoothing}"),
         )
         for holds, rule in checks:
             if not holds:

@@ -106,3 +106,21 @@ def test_appearance_is_neutral_without_enough_pixels():
     assert c.colour_histogram(frame, np.array([30.0, 30.0, 10.0, 10.0])) is None  # outside
     template = c.colour_histogram(frame, np.array([0.0, 0.0, 20.0, 20.0]))
     assert c.appearance(None, template) == c.NEUTRAL_APPEARANCE == c.appearance(template, None)
+
+
+def test_smoothed_logit_is_a_moving_average_restarted_per_track():
+    assert c.smoothed_logit(None, -3.0, 0.7) == -3.0  # a track's first step is its own
+    assert c.smoothed_logit(2.0, -3.0, 0.0) == -3.0  # off: each step's own
+    assert c.smoothed_logit(2.0, -3.0, 0.7) == pytest.approx(0.7 * 2.0 + 0.3 * -3.0)
+    steps, logit = [4.0, 4.0, -4.0, -4.0, -4.0], None
+    trace = []
+    for z in steps:
+        logit = c.smoothed_logit(logit, z, 0.5)
+        trace.append(logit)
+    assert trace == [4.0, 4.0, 0.0, -2.0, -3.0]  # a lasting drop shows at once and deepens
+    assert c.probability(0.0) == 0.5 and c.probability(-c.LOGIT_CLIP) == 0.0 and c.probability(1e9) == 1.0
+    cues = dict.fromkeys(c.CUE_NAMES, 0.0)
+    assert c.step_logit({**cues, "jump": math.nan}, ConfidenceWeights()) == -c.LOGIT_CLIP
+    assert c.step_logit(cues, ConfidenceWeights(bias=1e6)) == c.LOGIT_CLIP
+    with pytest.raises(Exception, match="confidence_smoothing"):
+        TrackerConfig(confidence_smoothing=1.0)

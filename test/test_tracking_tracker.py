@@ -272,3 +272,24 @@ def test_full_depth_after_a_doubtful_step(model):
         tracker.model.bdm_enabled = True
     with pytest.raises(Exception, match="full_depth_below"):
         TrackerConfig(full_depth_below=1.5)
+
+
+def test_confidence_smoothing_averages_the_logit_over_the_track(model):
+    """The published confidence is the sigmoid of the moving average of the steps' own logits
+    (from their cues); initialize() restarts it."""
+    from abtrack_ros.tracking import confidence as conf
+
+    frames, boxes = _frames(5)
+    cfg = TrackerConfig(lost_score=0.0, found_score=0.0, confidence_smoothing=0.6)
+    tracker = Tracker(model, cfg)
+    tracker.initialize(frames[0], boxes[0])
+    expected, differs = None, []
+    for frame in frames[1:]:
+        result = tracker.track(frame)
+        expected = conf.smoothed_logit(expected, conf.step_logit(result.cues, cfg.confidence), 0.6)
+        assert result.confidence == pytest.approx(conf.probability(expected), abs=1e-12)
+        differs.append(abs(result.confidence - conf.combine(result.cues, cfg.confidence)) > 1e-6)
+    assert differs[0] is False and any(differs)  # the first step is its own; later ones are averaged
+    tracker.initialize(frames[0], boxes[0])
+    first = tracker.track(frames[1])
+    assert first.confidence == pytest.approx(conf.combine(first.cues, cfg.confidence), abs=1e-12)

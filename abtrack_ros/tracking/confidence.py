@@ -16,7 +16,9 @@ quality head, the quality map) and the previous step's box. The cues (docs/track
 - ``quality_logit``: logit of the quality head's estimate of the box's IoU at the chosen cell
   (0, neutral, for a model without a quality head; its weight must then be 0).
 ``confidence = sigmoid(bias + sum(weight_cue * cue))`` with the weights of ``tracker.confidence``
-(data in the config, fitted per model by ``benchmarks/fit_confidence.py``).
+(data in the config, fitted per model by ``benchmarks/fit_confidence.py``). With
+``tracker.confidence_smoothing`` the tracker publishes the sigmoid of a moving average of that
+logit over the track instead: a failure lasts, while one step's cues flicker.
 """
 from __future__ import annotations
 
@@ -141,9 +143,27 @@ def step_cues(score_map: np.ndarray, peak: tuple[int, int], radius: int,
     }
 
 
-def combine(cues: dict[str, float], weights: ConfidenceWeights) -> float:
-    """``sigmoid(bias + sum(weight * cue))`` in 0..1; a NaN cue gives 0 (no trust)."""
+def step_logit(cues: dict[str, float], weights: ConfidenceWeights) -> float:
+    """``bias + sum(weight * cue)``, clipped to +-LOGIT_CLIP; a NaN cue gives -LOGIT_CLIP (no trust)."""
     logit = weights.bias + sum(getattr(weights, name) * cues[name] for name in CUE_NAMES)
     if math.isnan(logit):
+        return -LOGIT_CLIP
+    return min(max(logit, -LOGIT_CLIP), LOGIT_CLIP)
+
+
+def smoothed_logit(previous: float | None, current: float, smoothing: float) -> float:
+    """Exponential moving average of the confidence's logit over a track: ``smoothing * previous +
+    (1 - smoothing) * current``; the first step of a track (``previous`` None) is its own."""
+    return current if previous is None else smoothing * previous + (1.0 - smoothing) * current
+
+
+def probability(logit: float) -> float:
+    """``sigmoid(logit)`` in 0..1; exactly 0 at or below -LOGIT_CLIP (a NaN cue's no trust)."""
+    if logit <= -LOGIT_CLIP:
         return 0.0
-    return 1.0 / (1.0 + math.exp(-min(max(logit, -LOGIT_CLIP), LOGIT_CLIP)))
+    return 1.0 / (1.0 + math.exp(-min(logit, LOGIT_CLIP)))
+
+
+def combine(cues: dict[str, float], weights: ConfidenceWeights) -> float:
+    """One step's own confidence, ``sigmoid(bias + sum(weight * cue))`` in 0..1; a NaN cue gives 0."""
+    return probability(step_logit(cues, weights))

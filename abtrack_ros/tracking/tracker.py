@@ -139,6 +139,7 @@ class Tracker:
         self._template_histogram: Optional[np.ndarray] = None  # the target's colours at init
         self._steps_since_template = 0  # tracking steps since the template was taken
         self._last_confidence = 1.0  # the previous step's (1 after init: the given box is the target)
+        self._confidence_logit: Optional[float] = None  # the smoothed logit (None: no step since init)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -202,6 +203,7 @@ class Tracker:
         self._template_histogram = conf.colour_histogram(frame, box)  # stays the operator's target
         self._lost.reset()
         self._last_confidence = 1.0
+        self._confidence_logit = None
 
     @torch.inference_mode()
     def track(self, frame: np.ndarray) -> TrackResult:
@@ -239,7 +241,9 @@ class Tracker:
         radius = conf.cue_radius(decoded.score_map.shape[0], self.cfg.search_factor)
         cues = conf.step_cues(decoded.score_map, decoded.peak, radius, decoded.box, self._previous_box,
                               frame, self._template_histogram, decoded.quality)
-        confidence = conf.combine(cues, self.cfg.confidence)
+        self._confidence_logit = conf.smoothed_logit(self._confidence_logit, conf.step_logit(cues, self.cfg.confidence),
+                                                     self.cfg.confidence_smoothing)
+        confidence = conf.probability(self._confidence_logit)
         low_reason = REASON_COMPETING_PEAK if cues["competitor"] >= conf.COMPETING_PEAK else REASON_LOW_CONFIDENCE
         step = self._lost.update(confidence, self.cfg, low_reason)
         self._last_confidence = confidence
