@@ -221,6 +221,13 @@ class TrackerConfig:
     # model accuracy; docs/tracking.md).
     reacquire_growth: float = 1.0
     reacquire_max_factor: float = 8.0
+    # Frame scan while LOST (0 = off): from reacquire_scan_after LOST steps on, every
+    # reacquire_scan_every-th LOST step whose latest candidate is below the found threshold
+    # searches the next cell of a scan over the whole frame (crops of the usual size, nearest to
+    # the last tracked position first), so a target that comes back elsewhere is found. Waiting
+    # first keeps a target that is still there but doubtful (docs/tracking.md).
+    reacquire_scan_every: int = 0
+    reacquire_scan_after: int = 10
     # Template refresh (0 = off, the paper's fixed template): at most every template_update_every
     # steps, a TRACKING step with confidence >= template_update_confidence replaces the template
     # with its own box's crop, to follow appearance change (docs/tracking.md).
@@ -249,6 +256,8 @@ class TrackerConfig:
             (self.reacquire_max_factor >= self.search_factor,
              f"reacquire_max_factor ({self.reacquire_max_factor}) must be >= search_factor ({self.search_factor})"),
             (self.template_update_every >= 0, f"template_update_every must be >= 0, got {self.template_update_every}"),
+            (self.reacquire_scan_every >= 0, f"reacquire_scan_every must be >= 0, got {self.reacquire_scan_every}"),
+            (self.reacquire_scan_after >= 0, f"reacquire_scan_after must be >= 0, got {self.reacquire_scan_after}"),
             (0.0 <= self.template_update_confidence <= 1.0,
              f"template_update_confidence must be in 0..1, got {self.template_update_confidence}"),
             (0.0 <= self.full_depth_below <= 1.0, f"full_depth_below must be in 0..1, got {self.full_depth_below}"),

@@ -1,5 +1,6 @@
 """The LOST state machine on hand-made confidence sequences, the re-acquisition search factor,
 and the strict validation of the tracker config's thresholds."""
+import dataclasses
 import math
 
 import pytest
@@ -92,3 +93,30 @@ def test_config_from_an_older_checkpoint_gets_the_new_defaults():
     old = {"tracker": {"template_factor": 2.0, "search_factor": 4.0, "hann_window": True, "lost_score": 0.25}}
     cfg = config_from_dict(old).tracker
     assert cfg == TrackerConfig(lost_score=0.25)  # its own threshold kept, every newer key defaulted
+
+
+def test_scan_centres_cover_the_frame_nearest_first():
+    side = 100.0
+    cells = L.scan_centres(640, 360, side, origin=(600.0, 20.0))
+    xs, ys = sorted({x for x, _ in cells}), sorted({y for _, y in cells})
+    assert xs[0] == ys[0] == side / 2 and xs[-1] == 640 - side / 2 and ys[-1] == 360 - side / 2
+    assert len(cells) == len(xs) * len(ys) == 9 * 5  # ceil(540 / 75) + 1 columns, ceil(260 / 75) + 1 rows
+    assert max(b - a for a, b in zip(xs, xs[1:])) <= L.SCAN_STEP_FRACTION * side  # crops overlap
+    assert cells[0] == (590.0, 50.0)  # the cell nearest the last tracked position comes first
+    distances = [math.hypot(x - 600.0, y - 20.0) for x, y in cells]
+    assert distances == sorted(distances)
+    assert L.scan_centres(80, 60, side, origin=(0.0, 0.0)) == [(40.0, 30.0)]  # a crop larger than the frame
+
+
+def test_scan_steps_come_every_nth_lost_step_unless_the_candidate_is_confident():
+    cfg = TrackerConfig(lost_score=0.45, found_score=0.75, reacquire_scan_every=2, reacquire_scan_after=0)
+    assert [L.is_scan_step(n, 0.1, cfg) for n in range(6)] == [False, False, True, False, True, False]
+    waiting = dataclasses.replace(cfg, reacquire_scan_after=3)  # the first scan after 3 LOST steps
+    assert [n for n in range(9) if L.is_scan_step(n, 0.1, waiting)] == [3, 5, 7]
+    assert not L.is_scan_step(2, 0.8, cfg)  # a confident candidate is confirmed where it is
+    assert not L.is_scan_step(2, math.nan, TrackerConfig())  # off by default
+    assert L.is_scan_step(1, math.nan, dataclasses.replace(cfg, reacquire_scan_every=1))
+    with pytest.raises(ConfigError, match="reacquire_scan_every"):
+        TrackerConfig(reacquire_scan_every=-1)
+    with pytest.raises(ConfigError, match="reacquire_scan_after"):
+        TrackerConfig(reacquire_scan_after=-1)

@@ -46,6 +46,12 @@ def box_center(box_xywh: np.ndarray) -> tuple[float, float]:
     return float(box_xywh[0] + box_xywh[2] / 2.0), float(box_xywh[1] + box_xywh[3] / 2.0)
 
 
+def box_at(center_xy: tuple[float, float], size_xywh: np.ndarray) -> np.ndarray:
+    """An ``[x, y, w, h]`` box with the width and height of ``size_xywh``, centred on ``center_xy``."""
+    w, h = float(size_xywh[2]), float(size_xywh[3])
+    return np.array([center_xy[0] - w / 2.0, center_xy[1] - h / 2.0, w, h])
+
+
 def crop_window(center_xy: tuple[float, float], side: float, out_size: int) -> CropWindow:
     """The square window of ``side`` image pixels centred on ``center_xy``."""
     if not side > 0:

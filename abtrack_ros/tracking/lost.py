@@ -8,9 +8,14 @@ change between frames (a ROS parameter) applies at once.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from abtrack_ros.config import TrackerConfig
+
+# Scan cells are this share of the crop side apart: neighbouring crops overlap by a quarter, so
+# a target anywhere in the frame lies well inside at least one of them.
+SCAN_STEP_FRACTION = 0.75
 
 STATE_TRACKING = "TRACKING"
 STATE_LOST = "LOST"
@@ -90,3 +95,27 @@ def search_factor(frames_lost: int, cfg: TrackerConfig) -> float:
     if frames_lost <= 0:
         return cfg.search_factor
     return min(cfg.search_factor * cfg.reacquire_growth ** frames_lost, cfg.reacquire_max_factor)
+
+
+def is_scan_step(frames_lost: int, last_confidence: float, cfg: TrackerConfig) -> bool:
+    """Whether the step after ``frames_lost`` consecutive LOST steps searches the next cell of the
+    frame scan: from ``reacquire_scan_after`` LOST steps on, every ``reacquire_scan_every``-th,
+    unless the latest candidate is already confident enough to count towards re-acquisition
+    (then the search stays on it)."""
+    every, after = cfg.reacquire_scan_every, cfg.reacquire_scan_after
+    return (bool(every) and frames_lost >= max(after, 1) and (frames_lost - after) % every == 0
+            and not last_confidence >= found_threshold(cfg))
+
+
+def scan_centres(frame_w: int, frame_h: int, side: float, origin: tuple[float, float]) -> list[tuple[float, float]]:
+    """Centres of crops of ``side`` pixels that cover the frame, SCAN_STEP_FRACTION * side apart,
+    nearest to ``origin`` (where the target was last tracked) first; ties in raster order."""
+    def axis(length: int) -> list[float]:
+        if side >= length:
+            return [length / 2.0]
+        count = math.ceil((length - side) / (SCAN_STEP_FRACTION * side)) + 1
+        step = (length - side) / (count - 1)
+        return [side / 2.0 + i * step for i in range(count)]
+
+    cells = [(x, y) for y in axis(frame_h) for x in axis(frame_w)]
+    return sorted(cells, key=lambda c: math.hypot(c[0] - origin[0], c[1] - origin[1]))

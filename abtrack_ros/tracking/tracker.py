@@ -21,6 +21,8 @@ from abtrack_ros.tracking.lost import (
     STATE_LOST,
     STATE_TRACKING,
     LostStateMachine,
+    is_scan_step,
+    scan_centres,
     search_factor,
 )
 
@@ -58,6 +60,7 @@ class TrackResult:
     frames_lost: int = 0  # consecutive LOST steps, this one included (0 while TRACKING)
     search_factor: float = 0.0  # search crop side of this step, in target sizes (grows while LOST)
     cues: dict[str, float] = field(default_factory=dict)  # the confidence's inputs, keyed as conf.CUE_NAMES
+    scanned: bool = False  # while LOST: a second crop searched the next cell of the frame scan
 
     @property
     def blocks_executed(self) -> int:
@@ -73,6 +76,33 @@ class Decoded:
     score_map: np.ndarray  # the raw H x W score map
     peak: tuple[int, int]  # (row, column) of the chosen cell
     quality: Optional[float] = None  # the quality map at the chosen cell (None without a quality head)
+
+
+@dataclass
+class Candidate:
+    """One search crop's answer: the model output, the decoded box, its cues and its own
+    confidence logit (before any smoothing over the track)."""
+
+    out: object  # the backend's ModelOutput
+    decoded: Decoded
+    cues: dict[str, float]
+    logit: float
+
+
+class StageClock:
+    """Milliseconds per stage of one step (preprocess, model, postprocess): each ``lap`` adds the
+    time since the previous one to its stage, after ``synchronise`` (CUDA runs asynchronously)."""
+
+    def __init__(self, synchronise) -> None:
+        self.synchronise = synchronise
+        self.ms = {"preprocess": 0.0, "model": 0.0, "postprocess": 0.0}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        self.synchronise()
+        now = time.perf_counter()
+        self.ms[stage] += 1000.0 * (now - self._last)
+        self._last = now
 
 
 class PatchNormaliser:
@@ -140,6 +170,7 @@ class Tracker:
         self._steps_since_template = 0  # tracking steps since the template was taken
         self._last_confidence = 1.0  # the previous step's (1 after init: the given box is the target)
         self._confidence_logit: Optional[float] = None  # the smoothed logit (None: no step since init)
+        self._scan_steps = 0  # scan steps of this LOST episode: the next scan cell
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -204,6 +235,7 @@ class Tracker:
         self._lost.reset()
         self._last_confidence = 1.0
         self._confidence_logit = None
+        self._scan_steps = 0
 
     @torch.inference_mode()
     def track(self, frame: np.ndarray) -> TrackResult:
@@ -223,25 +255,24 @@ class Tracker:
                 f"{self._frame_size[0]}x{self._frame_size[1]} image; re-initialise to track at the new size"
             )
 
-        start = time.perf_counter()
+        clock = StageClock(self._synchronise)
         # Centred on the latest box (while LOST the best candidate, which follows a returning
         # target), sized by the last TRACKING box (candidates on clutter drift in size).
         factor = search_factor(self._lost.frames_lost, self.cfg)
-        window = geo.crop_window(geo.box_center(self._previous_box), geo.crop_side(self._box, factor),
-                                 self.search_size)
-        search = self.normalise(geo.crop_patch(frame, window))
-        self._synchronise()
-        after_preprocess = time.perf_counter()
+        side = geo.crop_side(self._box, factor)
+        chosen = self._search(frame, geo.box_center(self._previous_box), side, False, clock)
+        scanned = is_scan_step(self._lost.frames_lost, self._last_confidence, self.cfg)
+        if scanned:
+            # A second crop at the next cell of the frame scan; its candidate replaces the local
+            # one only when it is more confident, so a doubtful target that is still there stays.
+            cells = scan_centres(width, height, side, geo.box_center(self._box))
+            tile = self._search(frame, cells[self._scan_steps % len(cells)], side, True, clock)
+            self._scan_steps += 1
+            if tile.logit > chosen.logit:
+                chosen = tile
+        decoded, cues = chosen.decoded, chosen.cues
 
-        out = self._forward(search)
-        self._synchronise()
-        after_model = time.perf_counter()
-
-        decoded = self._decode(out, window, width, height)
-        radius = conf.cue_radius(decoded.score_map.shape[0], self.cfg.search_factor)
-        cues = conf.step_cues(decoded.score_map, decoded.peak, radius, decoded.box, self._previous_box,
-                              frame, self._template_histogram, decoded.quality)
-        self._confidence_logit = conf.smoothed_logit(self._confidence_logit, conf.step_logit(cues, self.cfg.confidence),
+        self._confidence_logit = conf.smoothed_logit(self._confidence_logit, chosen.logit,
                                                      self.cfg.confidence_smoothing)
         confidence = conf.probability(self._confidence_logit)
         low_reason = REASON_COMPETING_PEAK if cues["competitor"] >= conf.COMPETING_PEAK else REASON_LOW_CONFIDENCE
@@ -249,35 +280,53 @@ class Tracker:
         self._last_confidence = confidence
         if step.state == STATE_TRACKING:
             self._box = decoded.box
+            self._scan_steps = 0  # a later LOST episode scans from the cell nearest its own start
         self._previous_box = decoded.box
         # Counted over TRACKING steps only: a re-acquired target is not trusted for a new template
         # before it has been tracked for a full interval.
         self._steps_since_template = self._steps_since_template + 1 if step.state == STATE_TRACKING else 0
         every = self.cfg.template_update_every
         if every and self._steps_since_template >= every and confidence >= self.cfg.template_update_confidence:
-            self._set_template(frame, decoded.box)
-            self._synchronise()  # its cost belongs to this step's postprocess
+            self._set_template(frame, decoded.box)  # its cost belongs to this step's postprocess
         result = TrackResult(
             box=decoded.box.copy(),
             score=decoded.score,
             state=step.state,
-            executed=[bool(v) for v in out.executed[0].tolist()],
-            bypass_probs=[float(v) for v in out.bypass_probs[0].float().tolist()],
+            executed=[bool(v) for v in chosen.out.executed[0].tolist()],
+            bypass_probs=[float(v) for v in chosen.out.bypass_probs[0].float().tolist()],
             confidence=confidence,
             state_reason=step.reason,
             frames_lost=step.frames_lost,
             search_factor=factor,
             cues=cues,
+            scanned=scanned,
         )
-        end = time.perf_counter()
-        result.timings_ms = {
-            "preprocess": 1000.0 * (after_preprocess - start),
-            "model": 1000.0 * (after_model - after_preprocess),
-            "postprocess": 1000.0 * (end - after_model),
-        }
+        clock.lap("postprocess")
+        result.timings_ms = clock.ms
         return result
 
     # ----------------------------------------------------------------- helpers
+    def _search(self, frame: np.ndarray, centre: tuple[float, float], side: float, scan: bool,
+                clock: "StageClock") -> "Candidate":
+        """The model on the crop of ``side`` pixels around ``centre``, decoded, with its cues.
+
+        A scan crop has no expected centre (no Hann window), and its candidate is judged at its
+        own place with the last tracked size: how far the scan moved is no evidence against it.
+        """
+        window = geo.crop_window(centre, side, self.search_size)
+        search = self.normalise(geo.crop_patch(frame, window))
+        clock.lap("preprocess")
+        out = self._forward(search)
+        clock.lap("model")
+        height, width = frame.shape[:2]
+        decoded = self._decode(out, window, width, height, hann=not scan)
+        previous = geo.box_at(geo.box_center(decoded.box), self._box) if scan else self._previous_box
+        radius = conf.cue_radius(decoded.score_map.shape[0], self.cfg.search_factor)
+        cues = conf.step_cues(decoded.score_map, decoded.peak, radius, decoded.box, previous,
+                              frame, self._template_histogram, decoded.quality)
+        clock.lap("postprocess")
+        return Candidate(out, decoded, cues, conf.step_logit(cues, self.cfg.confidence))
+
     def _forward(self, search: torch.Tensor):
         """The model on this step's search crop: every block after a doubtful step
         (``full_depth_below``), else as the BDMs decide. A pattern forced from outside (the
@@ -298,13 +347,13 @@ class Tracker:
         self._template_tokens = self.backend.embed_template(self.normalise(geo.crop_patch(frame, window)))
         self._steps_since_template = 0
 
-    def _decode(self, out, window: geo.CropWindow, width: int, height: int) -> Decoded:
-        """Box and raw score at the (Hann-windowed) score maximum, in image pixels."""
+    def _decode(self, out, window: geo.CropWindow, width: int, height: int, hann: bool = True) -> Decoded:
+        """Box and raw score at the (Hann-windowed unless ``hann`` is False) score maximum, in image pixels."""
         from abtrack_ros.model import decode_boxes
 
         score_map = out.score_map.float()
         ranked_map = score_map
-        if self.cfg.hann_window:
+        if hann and self.cfg.hann_window:
             ranked_map = score_map * self._hann_window(score_map.shape[-1])
         boxes, _ = decode_boxes(ranked_map, out.offset_map.float(), out.size_map.float())
         raw_map = score_map[0, 0].cpu().numpy()
