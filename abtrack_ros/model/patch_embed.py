@@ -12,6 +12,7 @@ convolution (the stem's share of a step's fixed cost, docs/speed.md).
 """
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import torch
@@ -67,9 +68,7 @@ class FusedConvStem(nn.Module):
         if stem.training:
             raise ValueError("the fused stem folds batch norm statistics: call stem.eval() first (inference only)")
         self.convs = nn.ModuleList(fold_batchnorm(stage.conv, stage.norm) for stage in stem.stages)
-        self.proj = nn.Conv2d(stem.proj.in_channels, stem.proj.out_channels, 1, device=stem.proj.weight.device,
-                              dtype=stem.proj.weight.dtype)
-        self.proj.load_state_dict(stem.proj.state_dict())
+        self.proj = copy.deepcopy(stem.proj)  # no batch norm after it: nothing to fold
         self.requires_grad_(False)
         self.eval()
 
